@@ -1,0 +1,175 @@
+//! A cucumber [`Writer`](cucumber::Writer) that turns the event stream into [`ScenarioResult`]s.
+//!
+//! Scenarios run concurrently, so events are keyed by scenario. A retried scenario keeps one entry:
+//! each new attempt replaces the previous attempt's steps, and `attempts` counts them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cucumber::event::{self, Cucumber, Feature, RetryableScenario, Rule, Scenario, Step};
+use cucumber::{Event, Writer, cli, gherkin, parser};
+
+use crate::results::{ScenarioResult, Status, StepResult};
+
+pub type ScenarioKey = (PathBuf, usize, String);
+
+pub fn key(feature: &gherkin::Feature, scenario: &gherkin::Scenario) -> ScenarioKey {
+    (feature.path.clone().unwrap_or_default(), scenario.position.line, scenario.name.clone())
+}
+
+#[derive(Debug, Default)]
+pub struct ResultsWriter {
+    root: PathBuf,
+    progress: bool,
+    order: Vec<ScenarioKey>,
+    scenarios: HashMap<ScenarioKey, (ScenarioResult, Instant)>,
+    pub harness_errors: Vec<String>,
+}
+
+impl ResultsWriter {
+    pub fn new(root: &Path, progress: bool) -> Self {
+        Self { root: root.to_path_buf(), progress, ..Self::default() }
+    }
+
+    /// Results in the order scenarios started, each with its final attempt's outcome.
+    pub fn into_results(mut self) -> (Vec<(ScenarioKey, ScenarioResult)>, Vec<String>) {
+        let results = self
+            .order
+            .iter()
+            .filter_map(|k| self.scenarios.remove(k).map(|(r, _)| (k.clone(), r)))
+            .collect();
+        (results, self.harness_errors)
+    }
+
+    fn on_scenario(&mut self, feature: &gherkin::Feature, scenario: &gherkin::Scenario, ev: RetryableScenario<impl Sized>) {
+        let key = key(feature, scenario);
+        match ev.event {
+            Scenario::Started => {
+                let attempts = ev.retries.map_or(1, |r| r.current + 1);
+                let file = feature.path.as_deref().map(|p| relative(p, &self.root)).unwrap_or_default();
+                let result = ScenarioResult {
+                    feature: feature.name.clone(),
+                    file,
+                    line: scenario.position.line,
+                    name: scenario.name.clone(),
+                    tags: feature.tags.iter().chain(&scenario.tags).map(|t| format!("@{t}")).collect(),
+                    status: Status::Passed,
+                    attempts,
+                    duration: Duration::ZERO,
+                    steps: Vec::new(),
+                    checks: Vec::new(),
+                };
+                if !self.scenarios.contains_key(&key) {
+                    self.order.push(key.clone());
+                }
+                self.scenarios.insert(key, (result, Instant::now()));
+            }
+            Scenario::Step(step, ev) | Scenario::Background(step, ev) => {
+                if let Some((result, _)) = self.scenarios.get_mut(&key) {
+                    record_step(result, &step, ev);
+                }
+            }
+            Scenario::Hook(_, event::Hook::Failed(_, info)) => {
+                if let Some((result, _)) = self.scenarios.get_mut(&key) {
+                    result.status = Status::Error;
+                    result.steps.push(StepResult {
+                        keyword: "Hook".into(),
+                        text: String::new(),
+                        status: Status::Error,
+                        error: Some(panic_text(&info)),
+                    });
+                }
+            }
+            Scenario::Finished => {
+                if let Some((result, started)) = self.scenarios.get_mut(&key) {
+                    result.duration = started.elapsed();
+                    result.status = result.steps.iter().map(|s| s.status).max().unwrap_or(Status::Skipped).max(result.status);
+                    let retrying = result.status != Status::Passed && ev.retries.is_some_and(|r| r.left > 0);
+                    if self.progress {
+                        print_progress(result, retrying);
+                    }
+                }
+            }
+            Scenario::Hook(..) | Scenario::Log(_) => {}
+        }
+    }
+}
+
+fn print_progress(result: &ScenarioResult, retrying: bool) {
+    let label = match (result.status, retrying) {
+        (_, true) => "RETRY",
+        (Status::Passed, _) => "PASS",
+        (Status::Failed, _) => "FAIL",
+        (Status::Skipped, _) => "SKIP",
+        (Status::Error, _) => "ERROR",
+    };
+    println!("{label:>7} [{:>6.3}s] {}:{}  {}", result.duration.as_secs_f64(), result.file, result.line, result.name);
+}
+
+fn record_step<W>(result: &mut ScenarioResult, step: &gherkin::Step, ev: Step<W>) {
+    let (status, error) = match ev {
+        Step::Started => return,
+        Step::Passed(..) => (Status::Passed, None),
+        Step::Skipped => (Status::Skipped, Some("no step definition matches this step".to_owned())),
+        Step::Failed(_, _, _, err) => {
+            let text = match &err {
+                event::StepError::Panic(info) => panic_text(info),
+                other => other.to_string(),
+            };
+            // Steps report "the harness could not run" by panicking with this prefix.
+            let status = if text.starts_with(crate::steps::HARNESS_ERROR) { Status::Error } else { Status::Failed };
+            (status, Some(text))
+        }
+    };
+    result.steps.push(StepResult { keyword: step.keyword.clone(), text: step.value.clone(), status, error });
+}
+
+fn panic_text(info: &event::Info) -> String {
+    info.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| info.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "step panicked".to_owned())
+}
+
+/// An error and its causes on one line: gherkin puts the line and column in the innermost one.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn relative(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
+
+// Events of concurrently running scenarios interleave; this writer keys everything by scenario, so
+// it needs no reordering.
+impl cucumber::writer::Normalized for ResultsWriter {}
+
+impl<W: 'static> Writer<W> for ResultsWriter {
+    type Cli = cli::Empty;
+
+    async fn handle_event(&mut self, event: parser::Result<Event<Cucumber<W>>>, _: &Self::Cli) {
+        let event = match event {
+            Ok(event) => event.value,
+            Err(e) => {
+                self.harness_errors.push(with_sources(&e));
+                return;
+            }
+        };
+        if let Cucumber::Feature(feature, ev) = event {
+            match ev {
+                Feature::Scenario(scenario, ev) | Feature::Rule(_, Rule::Scenario(scenario, ev)) => {
+                    self.on_scenario(&feature, &scenario, ev);
+                }
+                Feature::Started | Feature::Finished | Feature::Rule(..) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The lab target: the whole mesh on one machine, no cluster.
+//!
+//! Identity (this module, today): a real CA hierarchy per profile — corporate root → mesh
+//! intermediate, built from the profile's CA policy by [`crate::pki`] — issuing an X.509-SVID to
+//! every identity the profile promises, exactly as Istio's plug-in CA would. The plug-in CA files are
+//! written to a private working directory (never into reports: they hold a private key) that is
+//! removed when the lab is dropped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+
+use super::{MeshCa, PresentedChain, Target, TargetError};
+use crate::pki::{CaSpec, Pki, Svid};
+use crate::profile::{Identity, Profile};
+use crate::spiffe::TrustBundle;
+
+/// One profile's lab CA and the SVIDs it issued, keyed by SPIFFE ID.
+pub struct LabPki {
+    pub pki: Pki,
+    pub svids: HashMap<String, Svid>,
+    pub plugin_dir: PathBuf,
+}
+
+pub struct Lab {
+    now: OffsetDateTime,
+    workdir: PathBuf,
+    pkis: Mutex<HashMap<String, Arc<LabPki>>>,
+}
+
+impl Lab {
+    /// A lab whose clock is fixed at `now` for the whole run, so every check judges one instant.
+    pub fn new(now: OffsetDateTime) -> std::io::Result<Lab> {
+        let workdir = std::env::temp_dir().join(format!("meshproof-lab-{}-{}", std::process::id(), now.unix_timestamp_nanos()));
+        create_private_dir(&workdir)?;
+        Ok(Lab { now, workdir, pkis: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
+    /// The profile's lab PKI, created on first use.
+    pub fn pki(&self, profile: &Profile) -> Result<Arc<LabPki>, TargetError> {
+        let mut pkis = self.pkis.lock().map_err(|_| self.error("lab state poisoned by an earlier failure"))?;
+        if let Some(existing) = pkis.get(&profile.name) {
+            return Ok(existing.clone());
+        }
+        let built = Arc::new(self.build(profile)?);
+        pkis.insert(profile.name.clone(), built.clone());
+        Ok(built)
+    }
+
+    fn build(&self, profile: &Profile) -> Result<LabPki, TargetError> {
+        let pki = Pki::generate(&ca_spec(profile), self.now).map_err(|e| self.error(e.to_string()))?;
+        let mut svids = HashMap::new();
+        for identity in profile.identities() {
+            let id = identity.spiffe_id.to_string();
+            let svid = pki.issue_workload_svid(&id, self.now).map_err(|e| self.error(e.to_string()))?;
+            svids.insert(id, svid);
+        }
+        let plugin_dir = self.workdir.join(&profile.name).join("cacerts");
+        create_private_dir(&plugin_dir).map_err(|e| self.error(format!("{}: {e}", plugin_dir.display())))?;
+        pki.write_plugin_ca(&plugin_dir).map_err(|e| self.error(e.to_string()))?;
+        Ok(LabPki { pki, svids, plugin_dir })
+    }
+
+    fn error(&self, message: impl Into<String>) -> TargetError {
+        TargetError { target: "lab".into(), message: message.into() }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// The PKI shape a profile's CA policy asks for.
+pub fn ca_spec(profile: &Profile) -> CaSpec {
+    CaSpec {
+        trust_domain: profile.trust_domain.as_str().to_owned(),
+        organization: profile.ca.organization.clone(),
+        root_validity: profile.ca.root_validity,
+        intermediate_validity: profile.ca.intermediate_validity,
+        workload_ttl: profile.ca.workload_ttl,
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+impl Target for Lab {
+    fn name(&self) -> &str {
+        "lab"
+    }
+
+    fn trust_bundle(&self, profile: &Profile) -> Result<TrustBundle, TargetError> {
+        let pki = self.pki(profile)?;
+        TrustBundle::from_der(profile.trust_domain.clone(), [pki.pki.root().der().to_vec()]).map_err(|e| self.error(e.to_string()))
+    }
+
+    fn workload_certificate(&self, profile: &Profile, identity: &Identity) -> Result<PresentedChain, TargetError> {
+        let pki = self.pki(profile)?;
+        let svid = pki
+            .svids
+            .get(&identity.spiffe_id.to_string())
+            .ok_or_else(|| self.error(format!("no workload certificate was issued to {}", identity.spiffe_id)))?;
+        Ok(PresentedChain {
+            chain: svid.chain_der().into_iter().map(<[u8]>::to_vec).collect(),
+            source: format!("lab istio-ca SDS secret for {}", identity.label()),
+        })
+    }
+
+    fn mesh_ca(&self, profile: &Profile) -> Result<MeshCa, TargetError> {
+        let pki = self.pki(profile)?;
+        Ok(MeshCa {
+            root_der: pki.pki.root().der().to_vec(),
+            intermediate_der: pki.pki.intermediate().der().to_vec(),
+            plugin_dir: Some(pki.plugin_dir.clone()),
+        })
+    }
+}
