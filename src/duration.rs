@@ -7,7 +7,9 @@ use std::time::Duration;
 /// Parses `<digits><unit>` with unit `s`, `m`, `h` or `d`, or plain seconds.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let amount: u64 = digits
         .parse()
@@ -66,9 +68,11 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
                 Ok(HumanDuration(Duration::from_secs(v)))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                u64::try_from(v).map(|v| HumanDuration(Duration::from_secs(v))).map_err(|_| {
-                    E::custom(format!("{v} is negative: expected a duration like 12h"))
-                })
+                u64::try_from(v)
+                    .map(|v| HumanDuration(Duration::from_secs(v)))
+                    .map_err(|_| {
+                        E::custom(format!("{v} is negative: expected a duration like 12h"))
+                    })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HumanDuration, E> {
                 parse(v).map(HumanDuration).map_err(E::custom)
@@ -98,7 +102,11 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        assert!(parse("12 hours").unwrap_err().contains("expected s, m, h or d"));
+        assert!(
+            parse("12 hours")
+                .unwrap_err()
+                .contains("expected s, m, h or d")
+        );
         assert!(parse("h").unwrap_err().contains("not a duration"));
         assert!(parse("-5s").is_err());
         assert!(parse("99999999999999999999d").is_err());

@@ -18,7 +18,13 @@ pub struct SourceError {
 
 impl SourceError {
     pub fn new(file: &Path, line: u32, column: u32, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), line, column, message: message.into(), expected: None }
+        Self {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            expected: None,
+        }
     }
 
     pub fn expected(mut self, expected: impl Into<String>) -> Self {
@@ -34,7 +40,11 @@ impl fmt::Display for SourceError {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
         // Keep it one line even when an upstream parser's message spans several.
-        let message = self.message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let message = self
+            .message
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         write!(f, ": {message}")?;
         if let Some(expected) = &self.expected {
             write!(f, "; expected {expected}")?;

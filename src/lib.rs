@@ -3,15 +3,15 @@
 //! Data flows one way: profile + manifests → model → checks → target → observations → results → reports.
 //! The Gherkin step glue (`steps`) and the CLI sit on top; nothing below them knows about Gherkin.
 
+pub mod checks;
 pub mod duration;
 pub mod error;
 pub mod pki;
 pub mod profile;
-pub mod results;
 pub mod report;
-pub mod spiffe;
-pub mod target;
-pub mod checks;
+pub mod results;
 pub mod runner;
+pub mod spiffe;
 #[path = "../steps/mod.rs"]
 pub mod steps;
+pub mod target;

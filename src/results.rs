@@ -54,8 +54,16 @@ pub struct ScenarioResult {
 
 impl ScenarioResult {
     pub fn failure_message(&self) -> Option<String> {
-        let step = self.steps.iter().find(|s| matches!(s.status, Status::Failed | Status::Error))?;
-        Some(format!("{} {}: {}", step.keyword.trim(), step.text, step.error.as_deref().unwrap_or("failed")))
+        let step = self
+            .steps
+            .iter()
+            .find(|s| matches!(s.status, Status::Failed | Status::Error))?;
+        Some(format!(
+            "{} {}: {}",
+            step.keyword.trim(),
+            step.text,
+            step.error.as_deref().unwrap_or("failed")
+        ))
     }
 }
 

@@ -30,9 +30,18 @@ fn valid_svid(world: &mut MeshWorld, expected: String) {
     let expected = SpiffeId::parse(&expected).unwrap_or_else(|e| harness_error!("{expected}: {e}"));
     let bundle = match world.bundle.clone() {
         Some(b) => b,
-        None => ctx.target().trust_bundle(&profile).unwrap_or_else(|e| harness_error!("{e}")),
+        None => ctx
+            .target()
+            .trust_bundle(&profile)
+            .unwrap_or_else(|e| harness_error!("{e}")),
     };
-    let outcome = identity::svid(&chain, &bundle, &expected, profile.ca.workload_ttl, ctx.lab.now());
+    let outcome = identity::svid(
+        &chain,
+        &bundle,
+        &expected,
+        profile.ca.workload_ttl,
+        ctx.lab.now(),
+    );
     world.record(checks::verdict(identity::SVID, &identity.label(), outcome));
 }
 
@@ -46,15 +55,21 @@ fn identities_follow_schema(world: &mut MeshWorld) {
 #[then(expr = "{string} is refused as a SPIFFE ID, naming {string}")]
 fn refused_id(world: &mut MeshWorld, text: String, naming: String) {
     let outcome = match SpiffeId::parse(&text) {
-        Ok(id) => Err(format!("{id} was accepted, but the SPIFFE ID specification forbids it ({naming})")),
+        Ok(id) => Err(format!(
+            "{id} was accepted, but the SPIFFE ID specification forbids it ({naming})"
+        )),
         Err(e) if e.to_string().contains(&naming) => Ok((format!("refused: {e}"), Vec::new())),
-        Err(e) => Err(format!("refused for the wrong reason: {e}; expected a reason naming \"{naming}\"")),
+        Err(e) => Err(format!(
+            "refused for the wrong reason: {e}; expected a reason naming \"{naming}\""
+        )),
     };
     world.record(checks::verdict("identity.spiffe-id-form", &text, outcome));
 }
 
 #[then(expr = "{string} is accepted as a SPIFFE ID")]
 fn accepted_id(world: &mut MeshWorld, text: String) {
-    let outcome = SpiffeId::parse(&text).map(|id| (format!("accepted {id}"), Vec::new())).map_err(|e| e.to_string());
+    let outcome = SpiffeId::parse(&text)
+        .map(|id| (format!("accepted {id}"), Vec::new()))
+        .map_err(|e| e.to_string());
     world.record(checks::verdict("identity.spiffe-id-form", &text, outcome));
 }

@@ -7,14 +7,20 @@ use crate::spiffe::TrustBundle;
 
 fn mesh_ca(world: &MeshWorld) -> crate::target::MeshCa {
     let ctx = world.ctx();
-    ctx.target().mesh_ca(&world.profile()).unwrap_or_else(|e| harness_error!("{e}"))
+    ctx.target()
+        .mesh_ca(&world.profile())
+        .unwrap_or_else(|e| harness_error!("{e}"))
 }
 
 #[then("the mesh intermediate is a CA signed by the corporate root, and both are valid now")]
 fn hierarchy(world: &mut MeshWorld) {
     let ca = mesh_ca(world);
     let outcome = pki::hierarchy(&ca.root_der, &ca.intermediate_der, world.ctx().lab.now());
-    world.record(checks::verdict(pki::HIERARCHY, &world.profile().name, outcome));
+    world.record(checks::verdict(
+        pki::HIERARCHY,
+        &world.profile().name,
+        outcome,
+    ));
 }
 
 #[then("the intermediate's validity covers the rotation period plus the overlap")]
@@ -22,7 +28,11 @@ fn rotation_policy(world: &mut MeshWorld) {
     let ca = mesh_ca(world);
     let profile = world.profile();
     let outcome = pki::rotation_policy(&ca.root_der, &ca.intermediate_der, &profile.ca);
-    world.record(checks::verdict(pki::ROTATION_POLICY, &profile.name, outcome));
+    world.record(checks::verdict(
+        pki::ROTATION_POLICY,
+        &profile.name,
+        outcome,
+    ));
 }
 
 #[then("Istio's plug-in CA files are in place, the key readable by its owner only")]
@@ -32,7 +42,11 @@ fn plugin_ca(world: &mut MeshWorld) {
         harness_error!("the target exposes no plug-in CA directory");
     };
     let outcome = pki::plugin_ca(dir, &ca.intermediate_der, &ca.root_der);
-    world.record(checks::verdict(pki::PLUGIN_CA, &world.profile().name, outcome));
+    world.record(checks::verdict(
+        pki::PLUGIN_CA,
+        &world.profile().name,
+        outcome,
+    ));
 }
 
 #[when(expr = "the lab CA issues {string} a certificate with the fault {string}")]
@@ -42,9 +56,15 @@ fn issue_with_fault(world: &mut MeshWorld, label: String, fault: String) {
     let identity = world.identity(&label);
     let Some(chaos) = Chaos::ALL.into_iter().find(|c| c.name() == fault) else {
         let names: Vec<&str> = Chaos::ALL.iter().map(|c| c.name()).collect();
-        harness_error!("unknown fault \"{fault}\": expected one of {}", names.join(", "));
+        harness_error!(
+            "unknown fault \"{fault}\": expected one of {}",
+            names.join(", ")
+        );
     };
-    let lab = ctx.lab.pki(&profile).unwrap_or_else(|e| harness_error!("{e}"));
+    let lab = ctx
+        .lab
+        .pki(&profile)
+        .unwrap_or_else(|e| harness_error!("{e}"));
     let broken = lab
         .pki
         .issue_chaos(chaos, &identity.spiffe_id.to_string(), ctx.lab.now())
@@ -52,11 +72,15 @@ fn issue_with_fault(world: &mut MeshWorld, label: String, fault: String) {
     // An expired trust anchor is the fault itself: the mesh still trusts it, and the check must
     // notice its dates. Every other fault is judged against the mesh's real bundle.
     if chaos == Chaos::ExpiredRoot {
-        let bundle = TrustBundle::from_der(profile.trust_domain.clone(), [broken.root().der().to_vec()])
-            .unwrap_or_else(|e| harness_error!("{e}"));
+        let bundle =
+            TrustBundle::from_der(profile.trust_domain.clone(), [broken.root().der().to_vec()])
+                .unwrap_or_else(|e| harness_error!("{e}"));
         world.bundle = Some(bundle);
     }
-    world.chain = Some((broken.chain_der().into_iter().map(<[u8]>::to_vec).collect(), identity));
+    world.chain = Some((
+        broken.chain_der().into_iter().map(<[u8]>::to_vec).collect(),
+        identity,
+    ));
 }
 
 #[then(expr = "the workload certificate check refuses it, naming {string}")]
@@ -68,15 +92,30 @@ fn check_refuses(world: &mut MeshWorld, naming: String) {
     };
     let bundle = match world.bundle.clone() {
         Some(b) => b,
-        None => ctx.target().trust_bundle(&profile).unwrap_or_else(|e| harness_error!("{e}")),
+        None => ctx
+            .target()
+            .trust_bundle(&profile)
+            .unwrap_or_else(|e| harness_error!("{e}")),
     };
-    let outcome = match identity::svid(&chain, &bundle, &identity.spiffe_id, profile.ca.workload_ttl, ctx.lab.now()) {
+    let outcome = match identity::svid(
+        &chain,
+        &bundle,
+        &identity.spiffe_id,
+        profile.ca.workload_ttl,
+        ctx.lab.now(),
+    ) {
         Ok(_) => Err("the broken certificate was accepted".to_owned()),
         // `naming` is a comma-separated list of phrases that must all appear in the finding.
         Err(finding) if naming.split(',').all(|part| finding.contains(part.trim())) => {
             Ok((format!("refused: {finding}"), Vec::new()))
         }
-        Err(finding) => Err(format!("refused for another reason than \"{naming}\": {finding}")),
+        Err(finding) => Err(format!(
+            "refused for another reason than \"{naming}\": {finding}"
+        )),
     };
-    world.record(checks::verdict("identity.svid-sensitivity", &identity.label(), outcome));
+    world.record(checks::verdict(
+        "identity.svid-sensitivity",
+        &identity.label(),
+        outcome,
+    ));
 }

@@ -20,7 +20,9 @@ impl RunContext {
 impl std::fmt::Debug for RunContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
-        f.debug_struct("RunContext").field("profiles", &names).finish_non_exhaustive()
+        f.debug_struct("RunContext")
+            .field("profiles", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,14 +43,18 @@ impl MeshWorld {
     pub fn ctx(&self) -> Arc<RunContext> {
         match &self.ctx {
             Some(ctx) => ctx.clone(),
-            None => super::harness_error!("no run context: scenarios must be started by meshproof's runner"),
+            None => super::harness_error!(
+                "no run context: scenarios must be started by meshproof's runner"
+            ),
         }
     }
 
     pub fn profile(&self) -> Arc<Profile> {
         match &self.profile {
             Some(p) => p.clone(),
-            None => super::harness_error!("no profile selected: the scenario needs `Given the profile \"NAME\"`"),
+            None => super::harness_error!(
+                "no profile selected: the scenario needs `Given the profile \"NAME\"`"
+            ),
         }
     }
 
@@ -62,10 +68,15 @@ impl MeshWorld {
 
     pub fn identity(&self, label: &str) -> Identity {
         let profile = self.profile();
-        let found = profile.identities().into_iter().find(|i| i.label() == label || i.spiffe_id.to_string() == label);
+        let found = profile
+            .identities()
+            .into_iter()
+            .find(|i| i.label() == label || i.spiffe_id.to_string() == label);
         match found {
             Some(identity) => identity,
-            None => super::harness_error!("profile {} promises no identity \"{label}\"", profile.name),
+            None => {
+                super::harness_error!("profile {} promises no identity \"{label}\"", profile.name)
+            }
         }
     }
 

@@ -16,6 +16,7 @@ async fn main() {
         features: root.join("features"),
         tags: None,
         progress: true,
+        retries: 0,
     })
     .await
     .unwrap_or_else(|e| panic!("the harness could not run: {e}"));
@@ -26,7 +27,12 @@ async fn main() {
     for path in &profiles {
         let p = profile::load(path).expect("profile loads");
         for service in &p.services {
-            assert!(junit.contains(&service.name), "junit.xml never names service {} of {}", service.name, p.name);
+            assert!(
+                junit.contains(&service.name),
+                "junit.xml never names service {} of {}",
+                service.name,
+                p.name
+            );
         }
     }
     print!("{}", report::console::summary(&results, None));

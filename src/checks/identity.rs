@@ -29,7 +29,8 @@ pub fn svid(
     max_ttl: Duration,
     at: OffsetDateTime,
 ) -> Result<(String, Vec<(String, String)>), String> {
-    let verified = validate_x509_svid_for(chain, bundle, at, Some(expected)).map_err(|e| e.to_string())?;
+    let verified =
+        validate_x509_svid_for(chain, bundle, at, Some(expected)).map_err(|e| e.to_string())?;
     lifetime_within(&verified, max_ttl)?;
     let evidence = vec![
         ("spiffe_id".into(), verified.spiffe_id.to_string()),
@@ -40,12 +41,26 @@ pub fn svid(
         ("chain_not_after".into(), rfc3339(verified.chain_not_after)),
         ("root".into(), verified.root_subject.clone()),
     ];
-    let lifetime = crate::duration::format(Duration::from_secs((verified.not_after - verified.not_before).whole_seconds().max(0) as u64));
-    Ok((format!("valid X.509-SVID for {expected}, lifetime {lifetime}, serial {}", verified.serial_hex), evidence))
+    let lifetime = crate::duration::format(Duration::from_secs(
+        (verified.not_after - verified.not_before)
+            .whole_seconds()
+            .max(0) as u64,
+    ));
+    Ok((
+        format!(
+            "valid X.509-SVID for {expected}, lifetime {lifetime}, serial {}",
+            verified.serial_hex
+        ),
+        evidence,
+    ))
 }
 
 fn lifetime_within(verified: &VerifiedSvid, max_ttl: Duration) -> Result<(), String> {
-    let lifetime = Duration::from_secs((verified.not_after - verified.not_before).whole_seconds().max(0) as u64);
+    let lifetime = Duration::from_secs(
+        (verified.not_after - verified.not_before)
+            .whole_seconds()
+            .max(0) as u64,
+    );
     if lifetime > max_ttl + SKEW_ALLOWANCE {
         return Err(format!(
             "leaf lifetime {} is longer than the workload ttl {} of the CA policy (+{} skew allowance)",
@@ -59,14 +74,20 @@ fn lifetime_within(verified: &VerifiedSvid, max_ttl: Duration) -> Result<(), Str
 
 /// `identity.schema` — every ID the profile promises is a valid SPIFFE ID in the profile's trust
 /// domain, and no two workloads share one.
-pub fn schema(profile: &crate::profile::Profile) -> Result<(String, Vec<(String, String)>), String> {
+pub fn schema(
+    profile: &crate::profile::Profile,
+) -> Result<(String, Vec<(String, String)>), String> {
     let identities = profile.identities();
     let mut seen = std::collections::BTreeSet::new();
     for identity in &identities {
         let text = identity.spiffe_id.to_string();
         let reparsed = SpiffeId::parse(&text).map_err(|e| format!("{}: {e}", identity.label()))?;
         if !reparsed.is_member_of(&profile.trust_domain) {
-            return Err(format!("{} is outside trust domain {}", text, profile.trust_domain.as_str()));
+            return Err(format!(
+                "{} is outside trust domain {}",
+                text,
+                profile.trust_domain.as_str()
+            ));
         }
         if !seen.insert(text.clone()) {
             return Err(format!("{text} is promised to two workloads"));
@@ -74,6 +95,9 @@ pub fn schema(profile: &crate::profile::Profile) -> Result<(String, Vec<(String,
     }
     Ok((
         format!("{} identities follow {}", identities.len(), profile.schema),
-        identities.iter().map(|i| (i.label(), i.spiffe_id.to_string())).collect(),
+        identities
+            .iter()
+            .map(|i| (i.label(), i.spiffe_id.to_string()))
+            .collect(),
     ))
 }

@@ -7,7 +7,11 @@ pub mod pki;
 use crate::results::{CheckResult, Status};
 
 /// Builds a [`CheckResult`]; `Ok` carries evidence, `Err` the finding.
-pub fn verdict(check: &str, subject: &str, outcome: Result<(String, Vec<(String, String)>), String>) -> CheckResult {
+pub fn verdict(
+    check: &str,
+    subject: &str,
+    outcome: Result<(String, Vec<(String, String)>), String>,
+) -> CheckResult {
     match outcome {
         Ok((summary, evidence)) => CheckResult {
             check: check.to_owned(),
@@ -26,6 +30,7 @@ pub fn verdict(check: &str, subject: &str, outcome: Result<(String, Vec<(String,
     }
 }
 
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }

@@ -28,7 +28,9 @@ pub const PLUGIN_CA: &str = "pki.plugin-ca";
 type Outcome = Result<(String, Vec<(String, String)>), String>;
 
 fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, String> {
-    X509Certificate::from_der(der).map(|(_, c)| c).map_err(|e| format!("{what} certificate does not parse: {e}"))
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c)
+        .map_err(|e| format!("{what} certificate does not parse: {e}"))
 }
 
 fn is_ca(cert: &X509Certificate<'_>) -> bool {
@@ -36,9 +38,15 @@ fn is_ca(cert: &X509Certificate<'_>) -> bool {
 }
 
 fn valid_at(cert: &X509Certificate<'_>, what: &str, at: OffsetDateTime) -> Result<(), String> {
-    let (nb, na) = (cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime());
+    let (nb, na) = (
+        cert.validity().not_before.to_datetime(),
+        cert.validity().not_after.to_datetime(),
+    );
     if at < nb {
-        return Err(format!("{what} is not yet valid: valid from {}", rfc3339(nb)));
+        return Err(format!(
+            "{what} is not yet valid: valid from {}",
+            rfc3339(nb)
+        ));
     }
     if at > na {
         return Err(format!("{what} expired at {}", rfc3339(na)));
@@ -55,7 +63,8 @@ pub fn hierarchy(root_der: &[u8], intermediate_der: &[u8], at: OffsetDateTime) -
     if !is_ca(&inter) {
         return Err("the mesh intermediate is not a CA certificate".into());
     }
-    root.verify_signature(None).map_err(|e| format!("the corporate root is not self-signed: {e}"))?;
+    root.verify_signature(None)
+        .map_err(|e| format!("the corporate root is not self-signed: {e}"))?;
     inter
         .verify_signature(Some(root.public_key()))
         .map_err(|e| format!("the mesh intermediate is not signed by the corporate root: {e}"))?;
@@ -66,10 +75,16 @@ pub fn hierarchy(root_der: &[u8], intermediate_der: &[u8], at: OffsetDateTime) -
         vec![
             ("root".into(), root.subject().to_string()),
             ("root_serial".into(), root.raw_serial_as_string()),
-            ("root_not_after".into(), rfc3339(root.validity().not_after.to_datetime())),
+            (
+                "root_not_after".into(),
+                rfc3339(root.validity().not_after.to_datetime()),
+            ),
             ("intermediate".into(), inter.subject().to_string()),
             ("intermediate_serial".into(), inter.raw_serial_as_string()),
-            ("intermediate_not_after".into(), rfc3339(inter.validity().not_after.to_datetime())),
+            (
+                "intermediate_not_after".into(),
+                rfc3339(inter.validity().not_after.to_datetime()),
+            ),
         ],
     ))
 }
@@ -78,7 +93,11 @@ pub fn rotation_policy(root_der: &[u8], intermediate_der: &[u8], policy: &CaPoli
     let root = parse(root_der, "root")?;
     let inter = parse(intermediate_der, "intermediate")?;
     let span = |c: &X509Certificate<'_>| {
-        Duration::from_secs((c.validity().not_after.to_datetime() - c.validity().not_before.to_datetime()).whole_seconds().max(0) as u64)
+        Duration::from_secs(
+            (c.validity().not_after.to_datetime() - c.validity().not_before.to_datetime())
+                .whole_seconds()
+                .max(0) as u64,
+        )
     };
     let fmt = crate::duration::format;
     let needed = policy.rotate_every + policy.overlap;
@@ -86,21 +105,33 @@ pub fn rotation_policy(root_der: &[u8], intermediate_der: &[u8], policy: &CaPoli
     if have < needed {
         return Err(format!(
             "the mesh intermediate is valid for {} but rotation every {} with {} overlap needs {}",
-            fmt(have), fmt(policy.rotate_every), fmt(policy.overlap), fmt(needed)
+            fmt(have),
+            fmt(policy.rotate_every),
+            fmt(policy.overlap),
+            fmt(needed)
         ));
     }
     if inter.validity().not_after.to_datetime() > root.validity().not_after.to_datetime() {
         return Err("the mesh intermediate outlives the corporate root".into());
     }
     Ok((
-        format!("intermediate valid {} ≥ rotation {} + overlap {}", fmt(have), fmt(policy.rotate_every), fmt(policy.overlap)),
-        vec![("intermediate_validity".into(), fmt(have)), ("required".into(), fmt(needed))],
+        format!(
+            "intermediate valid {} ≥ rotation {} + overlap {}",
+            fmt(have),
+            fmt(policy.rotate_every),
+            fmt(policy.overlap)
+        ),
+        vec![
+            ("intermediate_validity".into(), fmt(have)),
+            ("required".into(), fmt(needed)),
+        ],
     ))
 }
 
 pub fn plugin_ca(dir: &Path, intermediate_der: &[u8], root_der: &[u8]) -> Outcome {
     use std::os::unix::fs::PermissionsExt;
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
+    let read =
+        |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
     let certs = |name: &str| -> Result<Vec<Vec<u8>>, String> {
         crate::spiffe::parse_pem_chain(&read(name)?).map_err(|e| format!("{name}: {e}"))
     };
@@ -114,9 +145,18 @@ pub fn plugin_ca(dir: &Path, intermediate_der: &[u8], root_der: &[u8]) -> Outcom
         return Err("cert-chain.pem is not the intermediate followed by the root".into());
     }
     let key = dir.join("ca-key.pem");
-    let mode = std::fs::metadata(&key).map_err(|e| format!("ca-key.pem: {e}"))?.permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&key)
+        .map_err(|e| format!("ca-key.pem: {e}"))?
+        .permissions()
+        .mode()
+        & 0o777;
     if mode != 0o600 {
-        return Err(format!("ca-key.pem has mode {mode:o}: a private key must be 0600"));
+        return Err(format!(
+            "ca-key.pem has mode {mode:o}: a private key must be 0600"
+        ));
     }
-    Ok(("ca-cert.pem, ca-key.pem (0600), root-cert.pem, cert-chain.pem".into(), vec![("dir".into(), dir.display().to_string())]))
+    Ok((
+        "ca-cert.pem, ca-key.pem (0600), root-cert.pem, cert-chain.pem".into(),
+        vec![("dir".into(), dir.display().to_string())],
+    ))
 }

@@ -554,7 +554,7 @@ fn make_intermediate(
     )?;
     params.use_authority_key_identifier_extension = true;
     let cert = params
-        .self_signed(key.key_pair())
+        .signed_by(key.key_pair(), &root.issuer())
         .map_err(|cause| PkiError::Certificate {
             what: what.to_owned(),
             cause,

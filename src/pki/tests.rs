@@ -33,8 +33,10 @@ fn parse(der: &[u8]) -> X509Certificate<'_> {
     cert
 }
 
+/// The runbook's skew allowance, pinned here rather than derived from `CLOCK_SKEW`.
 fn skew() -> time::Duration {
-    time::Duration::try_from(CLOCK_SKEW).expect("skew")
+    assert_eq!(CLOCK_SKEW, Duration::from_secs(300));
+    time::Duration::minutes(5)
 }
 
 fn tdur(d: Duration) -> time::Duration {
@@ -431,13 +433,17 @@ fn write_svid_uses_etc_certs_layout() {
     assert_eq!(read(&files.root_cert), pki.root().pem());
     assert_eq!(mode(&files.key), 0o600);
 
+    // Bad names are refused; the escape target lies inside the tempdir so a regression
+    // cannot write outside it.
+    let certs = tmp.path().join("certs");
     for bad in ["", ".", "..", "../escape", "a/b"] {
-        match write_svid(tmp.path(), bad, &svid) {
+        match write_svid(&certs, bad, &svid) {
             Err(PkiError::InvalidName { name, .. }) => assert_eq!(name, bad),
             other => panic!("{bad:?} accepted: {other:?}"),
         }
     }
-    assert!(!tmp.path().parent().expect("parent").join("escape").exists());
+    assert!(!tmp.path().join("escape").exists());
+    assert!(!certs.join("a").exists());
 }
 
 #[test]

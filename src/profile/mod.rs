@@ -25,26 +25,37 @@ pub const BUNDLED: &[&str] = &["tradepulse", "soma-agent-hub"];
 /// Loads and validates one profile file.
 pub fn load(path: &Path) -> Result<Profile, SourceErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        SourceErrors(vec![SourceError::new(path, 0, 0, format!("cannot read profile: {e}")).expected("a readable profile.yaml")])
+        SourceErrors(vec![
+            SourceError::new(path, 0, 0, format!("cannot read profile: {e}"))
+                .expected("a readable profile.yaml"),
+        ])
     })?;
     parse(path, &text)
 }
 
 /// Parses profile text; `path` is used for error messages only.
 pub fn parse(path: &Path, text: &str) -> Result<Profile, SourceErrors> {
-    let raw: raw::File = serde_saphyr::from_str(text).map_err(|e| SourceErrors(vec![yaml_error(path, &e)]))?;
+    let raw: raw::File =
+        serde_saphyr::from_str(text).map_err(|e| SourceErrors(vec![yaml_error(path, &e)]))?;
     validate::validate(path, raw).map_err(SourceErrors)
 }
 
 fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> SourceError {
-    let (line, column) = e.location().map(|l| (l.line() as u32, l.column() as u32)).unwrap_or((0, 0));
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((0, 0));
     let message = e.to_string();
     // serde-saphyr renders "error: line L column C: what" and then a source snippet; the location
     // is ours to print, the snippet would break the one-line contract.
     let first = message.lines().next().unwrap_or("invalid YAML").trim();
     let what = first
         .strip_prefix("error: ")
-        .and_then(|rest| rest.split_once(": ").filter(|(loc, _)| loc.starts_with("line ")).map(|(_, w)| w))
+        .and_then(|rest| {
+            rest.split_once(": ")
+                .filter(|(loc, _)| loc.starts_with("line "))
+                .map(|(_, w)| w)
+        })
         .unwrap_or(first);
     let error = SourceError::new(path, line, column, what);
     if what.contains("expected") {
@@ -69,7 +80,10 @@ pub fn manifests_root() -> PathBuf {
 pub fn resolve(selector: &str) -> Result<Vec<PathBuf>, SourceErrors> {
     let root = manifests_root();
     if selector == "all" {
-        return Ok(BUNDLED.iter().map(|n| root.join(n).join("profile.yaml")).collect());
+        return Ok(BUNDLED
+            .iter()
+            .map(|n| root.join(n).join("profile.yaml"))
+            .collect());
     }
     let as_path = Path::new(selector);
     if as_path.is_file() {
@@ -83,7 +97,8 @@ pub fn resolve(selector: &str) -> Result<Vec<PathBuf>, SourceErrors> {
         return Ok(vec![bundled]);
     }
     Err(SourceErrors(vec![
-        SourceError::new(as_path, 0, 0, format!("no profile named \"{selector}\""))
-            .expected(format!("all, {}, or a path to a profile.yaml", BUNDLED.join(", "))),
+        SourceError::new(as_path, 0, 0, format!("no profile named \"{selector}\"")).expected(
+            format!("all, {}, or a path to a profile.yaml", BUNDLED.join(", ")),
+        ),
     ]))
 }

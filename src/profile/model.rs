@@ -219,6 +219,8 @@ impl Profile {
 
     pub fn identity_of(&self, service: &str) -> Option<SpiffeId> {
         let service = self.service(service)?;
-        self.schema.render(service, None, self.lab_environment.as_deref()).ok()
+        self.schema
+            .render(service, None, self.lab_environment.as_deref())
+            .ok()
     }
 }

@@ -60,7 +60,9 @@ impl IdSchema {
                 let tail = rest[open..]
                     .strip_prefix('[')
                     .and_then(|t| t.strip_suffix(']'))
-                    .ok_or_else(|| format!("schema \"{text}\": an optional part must be one [..] at the end"))?;
+                    .ok_or_else(|| {
+                        format!("schema \"{text}\": an optional part must be one [..] at the end")
+                    })?;
                 (&rest[..open], tail)
             }
             None => (rest, ""),
@@ -68,7 +70,9 @@ impl IdSchema {
         let segments = parse_segments(required, text)?;
         let optional = parse_segments(optional, text)?;
         if optional.iter().any(|s| *s != Segment::Var(Var::Workload)) {
-            return Err(format!("schema \"{text}\": only [/{{workload}}] may be optional"));
+            return Err(format!(
+                "schema \"{text}\": only [/{{workload}}] may be optional"
+            ));
         }
         let schema = IdSchema {
             text: text.to_owned(),
@@ -85,7 +89,10 @@ impl IdSchema {
     }
 
     pub fn uses(&self, var: Var) -> bool {
-        self.segments.iter().chain(&self.optional).any(|s| *s == Segment::Var(var))
+        self.segments
+            .iter()
+            .chain(&self.optional)
+            .any(|s| *s == Segment::Var(var))
     }
 
     pub fn uses_environment(&self) -> bool {
@@ -113,9 +120,16 @@ impl IdSchema {
             })
         };
         let mut parts = Vec::new();
-        let optional: &[Segment] = if workload.is_some() { &self.optional } else { &[] };
+        let optional: &[Segment] = if workload.is_some() {
+            &self.optional
+        } else {
+            &[]
+        };
         if workload.is_some() && self.optional.is_empty() {
-            return Err(format!("schema {} has no [/{{workload}}] qualifier", self.text));
+            return Err(format!(
+                "schema {} has no [/{{workload}}] qualifier",
+                self.text
+            ));
         }
         for segment in self.segments.iter().chain(optional) {
             parts.push(match segment {

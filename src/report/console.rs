@@ -8,8 +8,19 @@ pub fn summary(results: &RunResults, report_dir: Option<&std::path::Path>) -> St
     let mut out = String::new();
     let c = results.counts();
     let _ = writeln!(out);
-    for s in results.scenarios.iter().filter(|s| matches!(s.status, Status::Failed | Status::Error | Status::Skipped)) {
-        let _ = writeln!(out, "  {:<7} {}:{}  {}", label(s.status), s.file, s.line, s.name);
+    for s in results
+        .scenarios
+        .iter()
+        .filter(|s| matches!(s.status, Status::Failed | Status::Error | Status::Skipped))
+    {
+        let _ = writeln!(
+            out,
+            "  {:<7} {}:{}  {}",
+            label(s.status),
+            s.file,
+            s.line,
+            s.name
+        );
         if let Some(message) = s.failure_message() {
             let _ = writeln!(out, "          {message}");
         }
@@ -27,7 +38,11 @@ pub fn summary(results: &RunResults, report_dir: Option<&std::path::Path>) -> St
         results.duration.as_secs_f64()
     );
     let checks: usize = results.scenarios.iter().map(|s| s.checks.len()).sum();
-    let _ = writeln!(out, "scenarios: {} passed, {} failed, {} skipped, {} errors · {checks} checks", c.passed, c.failed, c.skipped, c.errors);
+    let _ = writeln!(
+        out,
+        "scenarios: {} passed, {} failed, {} skipped, {} errors · {checks} checks",
+        c.passed, c.failed, c.skipped, c.errors
+    );
     if let Some(dir) = report_dir {
         let _ = writeln!(out, "reports: {}", dir.display());
     }

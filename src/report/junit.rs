@@ -13,7 +13,10 @@ pub fn render(results: &RunResults) -> Result<String, quick_junit::SerializeErro
     report.set_time(results.duration);
     let mut suites: BTreeMap<&str, Vec<&ScenarioResult>> = BTreeMap::new();
     for scenario in &results.scenarios {
-        suites.entry(scenario.file.as_str()).or_default().push(scenario);
+        suites
+            .entry(scenario.file.as_str())
+            .or_default()
+            .push(scenario);
     }
     for (file, scenarios) in suites {
         let mut suite = TestSuite::new(file);
@@ -35,9 +38,17 @@ fn test_case(results: &RunResults, scenario: &ScenarioResult) -> TestCase {
             s
         }
         Status::Failed | Status::Error => {
-            let kind = if scenario.status == Status::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+            let kind = if scenario.status == Status::Failed {
+                NonSuccessKind::Failure
+            } else {
+                NonSuccessKind::Error
+            };
             let mut s = TestCaseStatus::non_success(kind);
-            s.set_message(scenario.failure_message().unwrap_or_else(|| "failed".to_owned()));
+            s.set_message(
+                scenario
+                    .failure_message()
+                    .unwrap_or_else(|| "failed".to_owned()),
+            );
             s
         }
     };
@@ -58,7 +69,11 @@ fn test_case(results: &RunResults, scenario: &ScenarioResult) -> TestCase {
         let out: Vec<String> = scenario
             .checks
             .iter()
-            .map(|c| format!("[{:?}] {} {}: {}", c.status, c.check, c.subject, c.summary).replace("[Passed]", "[pass]").replace("[Failed]", "[FAIL]"))
+            .map(|c| {
+                format!("[{:?}] {} {}: {}", c.status, c.check, c.subject, c.summary)
+                    .replace("[Passed]", "[pass]")
+                    .replace("[Failed]", "[FAIL]")
+            })
             .collect();
         case.set_system_out(out.join("\n"));
     }

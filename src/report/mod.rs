@@ -12,7 +12,10 @@ use crate::results::RunResults;
 pub fn write_all(results: &RunResults, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let junit = dir.join("junit.xml");
-    std::fs::write(&junit, junit::render(results).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &junit,
+        junit::render(results).map_err(std::io::Error::other)?,
+    )?;
     let json = dir.join("results.json");
     std::fs::write(&json, json::render(results).map_err(std::io::Error::other)?)?;
     Ok(vec![junit, json])

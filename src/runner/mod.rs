@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::World as _;
+use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::tag::Ext as _;
 use futures::FutureExt as _;
 
@@ -35,13 +35,17 @@ pub struct RunOptions {
     pub tags: Option<String>,
     /// Print one line per finished scenario.
     pub progress: bool,
+    /// Re-run a failed scenario up to this many times; only its final outcome is reported.
+    pub retries: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
     Profile(#[from] SourceErrors),
-    #[error("--tags {expr:?} is not a tag expression ({reason}); expected e.g. '@pki and not @slow'")]
+    #[error(
+        "--tags {expr:?} is not a tag expression ({reason}); expected e.g. '@pki and not @slow'"
+    )]
     Tags { expr: String, reason: String },
     #[error("features {path}: {reason}")]
     Features { path: PathBuf, reason: String },
@@ -51,7 +55,9 @@ pub enum RunError {
 
 pub fn run_id(now: time::OffsetDateTime) -> String {
     let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
-    let stamp = now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let stamp = now
+        .format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
     format!("{stamp}-{:04x}", std::process::id() & 0xffff)
 }
 
@@ -63,28 +69,45 @@ pub fn load_profiles(paths: &[PathBuf]) -> Result<Vec<(Arc<Profile>, ProfileRef)
             Ok(p) => {
                 let bytes = std::fs::read(path).unwrap_or_default();
                 let digest = crate::pki::fingerprint_sha256(&bytes);
-                let reference = ProfileRef { name: p.name.clone(), file: path.display().to_string(), sha256: digest };
+                let reference = ProfileRef {
+                    name: p.name.clone(),
+                    file: path.display().to_string(),
+                    sha256: digest,
+                };
                 out.push((Arc::new(p), reference));
             }
             Err(SourceErrors(mut e)) => errors.append(&mut e),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(SourceErrors(errors)) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(SourceErrors(errors))
+    }
 }
 
 pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
     let started = Instant::now();
     let now = time::OffsetDateTime::now_utc();
     let tags = match &options.tags {
-        Some(expr) => Some(expr.parse::<TagOperation>().map_err(|e| RunError::Tags { expr: expr.clone(), reason: e.to_string() })?),
+        Some(expr) => Some(expr.parse::<TagOperation>().map_err(|e| RunError::Tags {
+            expr: expr.clone(),
+            reason: e.to_string(),
+        })?),
         None => None,
     };
     if !options.features.exists() {
-        return Err(RunError::Features { path: options.features.clone(), reason: "no such file or directory".into() });
+        return Err(RunError::Features {
+            path: options.features.clone(),
+            reason: "no such file or directory".into(),
+        });
     }
     let loaded = load_profiles(&options.profiles)?;
     let (profiles, refs): (Vec<_>, Vec<_>) = loaded.into_iter().unzip();
-    let context = Arc::new(RunContext { profiles: profiles.clone(), lab: Lab::new(now)? });
+    let context = Arc::new(RunContext {
+        profiles: profiles.clone(),
+        lab: Lab::new(now)?,
+    });
     let root = project_root(&options.features);
 
     let (sender, receiver) = std::sync::mpsc::channel::<(writer::ScenarioKey, Vec<CheckResult>)>();
@@ -92,20 +115,35 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
     let writer = MeshWorld::cucumber::<PathBuf>()
         .with_parser(ProfileParser { profiles })
         .with_writer(ResultsWriter::new(&root, options.progress))
+        .retries(options.retries)
         .before(move |_, _, _, world| {
             world.ctx = Some(before_ctx.clone());
             async {}.boxed_local()
         })
         .after(move |feature, _, scenario, _, world| {
             if let Some(world) = world {
-                let _ = sender.send((writer::key(feature, scenario), std::mem::take(&mut world.checks)));
+                let _ = sender.send((
+                    writer::key(feature, scenario),
+                    std::mem::take(&mut world.checks),
+                ));
             }
             async {}.boxed_local()
         })
-        .filter_run(options.features.clone(), move |feature, rule, scenario| match &tags {
-            None => true,
-            Some(op) => op.eval(feature.tags.iter().chain(rule.iter().flat_map(|r| &r.tags)).chain(&scenario.tags)),
-        })
+        // Our CLI owns the process arguments; cucumber must not parse them.
+        .with_cli(cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default())
+        .filter_run(
+            options.features.clone(),
+            move |feature, rule, scenario| match &tags {
+                None => true,
+                Some(op) => op.eval(
+                    feature
+                        .tags
+                        .iter()
+                        .chain(rule.iter().flat_map(|r| &r.tags))
+                        .chain(&scenario.tags),
+                ),
+            },
+        )
         .await;
 
     let (scenarios, harness_errors) = writer.into_results();
@@ -136,7 +174,13 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
 
 /// The directory feature paths are reported relative to: the one holding `features/`.
 fn project_root(features: &Path) -> PathBuf {
-    let features = features.canonicalize().unwrap_or_else(|_| features.to_path_buf());
-    let dir = if features.is_file() { features.parent().map(Path::to_path_buf).unwrap_or_default() } else { features };
+    let features = features
+        .canonicalize()
+        .unwrap_or_else(|_| features.to_path_buf());
+    let dir = if features.is_file() {
+        features.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        features
+    };
     dir.parent().map(Path::to_path_buf).unwrap_or(dir)
 }

@@ -23,7 +23,15 @@ pub struct ProfileParser {
 }
 
 const GENERATORS: &[&str] = &["each-profile", "each-service", "each-identity"];
-const COLUMNS: &[&str] = &["profile", "service", "identity", "spiffe_id", "namespace", "service_account", "environment"];
+const COLUMNS: &[&str] = &[
+    "profile",
+    "service",
+    "identity",
+    "spiffe_id",
+    "namespace",
+    "service_account",
+    "environment",
+];
 
 impl<I: AsRef<Path>> cucumber::Parser<I> for ProfileParser {
     type Cli = cli::Empty;
@@ -35,16 +43,22 @@ impl<I: AsRef<Path>> cucumber::Parser<I> for ProfileParser {
                 .into_iter()
                 .map(|path| {
                     let feature = gherkin::Feature::parse_path(&path, GherkinEnv::default())
-                        .map_err(|e| parser::Error::from(e))?;
+                        .map_err(parser::Error::from)?;
                     let feature = self.fill(feature).map_err(|e| {
-                        parser::Error::from(gherkin::ParseFileError::Reading { path: path.clone(), source: std::io::Error::other(e) })
+                        parser::Error::from(gherkin::ParseFileError::Reading {
+                            path: path.clone(),
+                            source: std::io::Error::other(e),
+                        })
                     })?;
                     feature.expand_examples().map_err(parser::Error::from)
                 })
                 .collect::<Vec<_>>()
         });
         let features = features.unwrap_or_else(|e| {
-            vec![Err(parser::Error::from(gherkin::ParseFileError::Reading { path: input.as_ref().to_path_buf(), source: e }))]
+            vec![Err(parser::Error::from(gherkin::ParseFileError::Reading {
+                path: input.as_ref().to_path_buf(),
+                source: e,
+            }))]
         });
         stream::iter(features)
     }
@@ -65,26 +79,47 @@ fn feature_files(input: &Path) -> std::io::Result<Vec<PathBuf>> {
 impl ProfileParser {
     fn fill(&self, mut feature: gherkin::Feature) -> Result<gherkin::Feature, String> {
         let path = feature.path.clone().unwrap_or_default();
-        let scenarios = feature.scenarios.iter_mut().chain(feature.rules.iter_mut().flat_map(|r| r.scenarios.iter_mut()));
+        let scenarios = feature.scenarios.iter_mut().chain(
+            feature
+                .rules
+                .iter_mut()
+                .flat_map(|r| r.scenarios.iter_mut()),
+        );
         for scenario in scenarios {
             for examples in &mut scenario.examples {
-                let Some(generator) = examples.tags.iter().find(|t| GENERATORS.contains(&t.as_str())).cloned() else {
+                let Some(generator) = examples
+                    .tags
+                    .iter()
+                    .find(|t| GENERATORS.contains(&t.as_str()))
+                    .cloned()
+                else {
                     continue;
                 };
                 let Some(table) = examples.table.as_mut() else {
-                    return Err(format!("{}:{}: @{generator} examples need a header row", path.display(), examples.position.line));
+                    return Err(format!(
+                        "{}:{}: @{generator} examples need a header row",
+                        path.display(),
+                        examples.position.line
+                    ));
                 };
                 let header = table.rows.first().cloned().unwrap_or_default();
                 let authored: Vec<Vec<String>> = table.rows.iter().skip(1).cloned().collect();
                 let generated = self.rows(&generator);
                 let mut rows = vec![header.clone()];
                 for values in &generated {
-                    let authored_rows = if authored.is_empty() { vec![vec![String::new(); header.len()]] } else { authored.clone() };
+                    let authored_rows = if authored.is_empty() {
+                        vec![vec![String::new(); header.len()]]
+                    } else {
+                        authored.clone()
+                    };
                     for authored_row in authored_rows {
                         let mut row = Vec::with_capacity(header.len());
                         for (i, column) in header.iter().enumerate() {
                             if COLUMNS.contains(&column.as_str()) {
-                                let value = values.iter().find(|(k, _)| k == column).map(|(_, v)| v.clone());
+                                let value = values
+                                    .iter()
+                                    .find(|(k, _)| k == column)
+                                    .map(|(_, v)| v.clone());
                                 row.push(value.ok_or_else(|| {
                                     format!("{}:{}: column <{column}> is not available for @{generator}", path.display(), examples.position.line)
                                 })?);
@@ -110,8 +145,12 @@ impl ProfileParser {
                 "each-service" => {
                     let lab = profile.lab_identities();
                     for service in &profile.services {
-                        let identity = lab.iter().find(|i| i.service == service.name && i.workload.is_none());
-                        let id = identity.map(|i| i.spiffe_id.to_string()).unwrap_or_default();
+                        let identity = lab
+                            .iter()
+                            .find(|i| i.service == service.name && i.workload.is_none());
+                        let id = identity
+                            .map(|i| i.spiffe_id.to_string())
+                            .unwrap_or_default();
                         out.push(vec![
                             ("profile", name.clone()),
                             ("service", service.name.clone()),
@@ -119,7 +158,10 @@ impl ProfileParser {
                             ("spiffe_id", id),
                             ("namespace", service.namespace.clone()),
                             ("service_account", service.service_account.clone()),
-                            ("environment", profile.lab_environment.clone().unwrap_or_default()),
+                            (
+                                "environment",
+                                profile.lab_environment.clone().unwrap_or_default(),
+                            ),
                         ]);
                     }
                 }
@@ -130,7 +172,10 @@ impl ProfileParser {
                             ("service", identity.service.clone()),
                             ("identity", identity.label()),
                             ("spiffe_id", identity.spiffe_id.to_string()),
-                            ("environment", identity.environment.clone().unwrap_or_default()),
+                            (
+                                "environment",
+                                identity.environment.clone().unwrap_or_default(),
+                            ),
                         ]);
                     }
                 }

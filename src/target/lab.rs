@@ -33,9 +33,17 @@ pub struct Lab {
 impl Lab {
     /// A lab whose clock is fixed at `now` for the whole run, so every check judges one instant.
     pub fn new(now: OffsetDateTime) -> std::io::Result<Lab> {
-        let workdir = std::env::temp_dir().join(format!("meshproof-lab-{}-{}", std::process::id(), now.unix_timestamp_nanos()));
+        let workdir = std::env::temp_dir().join(format!(
+            "meshproof-lab-{}-{}",
+            std::process::id(),
+            now.unix_timestamp_nanos()
+        ));
         create_private_dir(&workdir)?;
-        Ok(Lab { now, workdir, pkis: Mutex::new(HashMap::new()) })
+        Ok(Lab {
+            now,
+            workdir,
+            pkis: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -44,7 +52,10 @@ impl Lab {
 
     /// The profile's lab PKI, created on first use.
     pub fn pki(&self, profile: &Profile) -> Result<Arc<LabPki>, TargetError> {
-        let mut pkis = self.pkis.lock().map_err(|_| self.error("lab state poisoned by an earlier failure"))?;
+        let mut pkis = self
+            .pkis
+            .lock()
+            .map_err(|_| self.error("lab state poisoned by an earlier failure"))?;
         if let Some(existing) = pkis.get(&profile.name) {
             return Ok(existing.clone());
         }
@@ -54,21 +65,33 @@ impl Lab {
     }
 
     fn build(&self, profile: &Profile) -> Result<LabPki, TargetError> {
-        let pki = Pki::generate(&ca_spec(profile), self.now).map_err(|e| self.error(e.to_string()))?;
+        let pki =
+            Pki::generate(&ca_spec(profile), self.now).map_err(|e| self.error(e.to_string()))?;
         let mut svids = HashMap::new();
         for identity in profile.identities() {
             let id = identity.spiffe_id.to_string();
-            let svid = pki.issue_workload_svid(&id, self.now).map_err(|e| self.error(e.to_string()))?;
+            let svid = pki
+                .issue_workload_svid(&id, self.now)
+                .map_err(|e| self.error(e.to_string()))?;
             svids.insert(id, svid);
         }
         let plugin_dir = self.workdir.join(&profile.name).join("cacerts");
-        create_private_dir(&plugin_dir).map_err(|e| self.error(format!("{}: {e}", plugin_dir.display())))?;
-        pki.write_plugin_ca(&plugin_dir).map_err(|e| self.error(e.to_string()))?;
-        Ok(LabPki { pki, svids, plugin_dir })
+        create_private_dir(&plugin_dir)
+            .map_err(|e| self.error(format!("{}: {e}", plugin_dir.display())))?;
+        pki.write_plugin_ca(&plugin_dir)
+            .map_err(|e| self.error(e.to_string()))?;
+        Ok(LabPki {
+            pki,
+            svids,
+            plugin_dir,
+        })
     }
 
     fn error(&self, message: impl Into<String>) -> TargetError {
-        TargetError { target: "lab".into(), message: message.into() }
+        TargetError {
+            target: "lab".into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -91,7 +114,10 @@ pub fn ca_spec(profile: &Profile) -> CaSpec {
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 impl Target for Lab {
@@ -101,15 +127,28 @@ impl Target for Lab {
 
     fn trust_bundle(&self, profile: &Profile) -> Result<TrustBundle, TargetError> {
         let pki = self.pki(profile)?;
-        TrustBundle::from_der(profile.trust_domain.clone(), [pki.pki.root().der().to_vec()]).map_err(|e| self.error(e.to_string()))
+        TrustBundle::from_der(
+            profile.trust_domain.clone(),
+            [pki.pki.root().der().to_vec()],
+        )
+        .map_err(|e| self.error(e.to_string()))
     }
 
-    fn workload_certificate(&self, profile: &Profile, identity: &Identity) -> Result<PresentedChain, TargetError> {
+    fn workload_certificate(
+        &self,
+        profile: &Profile,
+        identity: &Identity,
+    ) -> Result<PresentedChain, TargetError> {
         let pki = self.pki(profile)?;
         let svid = pki
             .svids
             .get(&identity.spiffe_id.to_string())
-            .ok_or_else(|| self.error(format!("no workload certificate was issued to {}", identity.spiffe_id)))?;
+            .ok_or_else(|| {
+                self.error(format!(
+                    "no workload certificate was issued to {}",
+                    identity.spiffe_id
+                ))
+            })?;
         Ok(PresentedChain {
             chain: svid.chain_der().into_iter().map(<[u8]>::to_vec).collect(),
             source: format!("lab istio-ca SDS secret for {}", identity.label()),
@@ -124,4 +163,53 @@ impl Target for Lab {
             plugin_dir: Some(pki.plugin_dir.clone()),
         })
     }
+}
+
+/// `meshproof pki init`: the profile's hierarchy on disk — Istio's plug-in CA files in `dir/cacerts`
+/// and one SVID per identity in `dir/workloads/<label>/` (Istio's `/etc/certs` layout). Returns a
+/// human summary naming serials and fingerprints; never key material.
+pub fn init_pki(
+    profile: &Profile,
+    dir: &Path,
+    now: OffsetDateTime,
+) -> Result<String, crate::pki::PkiError> {
+    use std::fmt::Write as _;
+    let pki = Pki::generate(&ca_spec(profile), now)?;
+    let plugin = pki.write_plugin_ca(&dir.join("cacerts"))?;
+    let mut summary = String::new();
+    let _ = writeln!(
+        summary,
+        "{}: root serial {} sha256 {}",
+        profile.name,
+        pki.root().serial_hex(),
+        pki.root().fingerprint_sha256()
+    );
+    let _ = writeln!(
+        summary,
+        "{}: intermediate serial {} sha256 {}",
+        profile.name,
+        pki.intermediate().serial_hex(),
+        pki.intermediate().fingerprint_sha256()
+    );
+    let _ = writeln!(
+        summary,
+        "{}: plug-in CA files in {}",
+        profile.name,
+        plugin.ca_cert.parent().unwrap_or(dir).display()
+    );
+    let workloads = dir.join("workloads");
+    for identity in profile.identities() {
+        let svid = pki.issue_workload_svid(&identity.spiffe_id.to_string(), now)?;
+        let name = identity.label().replace('/', "_");
+        crate::pki::write_svid(&workloads, &name, &svid)?;
+        let _ = writeln!(
+            summary,
+            "{}: {} serial {} until {}",
+            profile.name,
+            identity.spiffe_id,
+            svid.serial_hex(),
+            crate::checks::rfc3339(svid.not_after())
+        );
+    }
+    Ok(summary)
 }

@@ -36,7 +36,11 @@ pub trait Target: Send + Sync {
     /// The trust bundle workloads of `profile` validate peers against.
     fn trust_bundle(&self, profile: &Profile) -> Result<TrustBundle, TargetError>;
     /// The certificate chain a workload presents.
-    fn workload_certificate(&self, profile: &Profile, identity: &Identity) -> Result<PresentedChain, TargetError>;
+    fn workload_certificate(
+        &self,
+        profile: &Profile,
+        identity: &Identity,
+    ) -> Result<PresentedChain, TargetError>;
     /// The mesh CA's root and intermediate.
     fn mesh_ca(&self, profile: &Profile) -> Result<MeshCa, TargetError>;
 }
