@@ -7,6 +7,8 @@ pub mod checks;
 pub mod duration;
 pub mod error;
 pub mod pki;
+pub mod policy;
+pub mod probe;
 pub mod profile;
 pub mod report;
 pub mod results;

@@ -1,0 +1,1 @@
+//! Gatekeeper admission: ConstraintTemplates and constraints evaluated in process with regorus.

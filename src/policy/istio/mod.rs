@@ -1,0 +1,1 @@
+//! Istio security policy semantics: AuthorizationPolicy, PeerAuthentication, DestinationRule.

@@ -1,0 +1,1 @@
+//! Probes: requests sent from one workload to another, and what was observed.
