@@ -6,6 +6,7 @@
 pub mod checks;
 pub mod duration;
 pub mod error;
+pub mod intents;
 pub mod pki;
 pub mod policy;
 pub mod probe;

@@ -1,5 +1,6 @@
 //! One results model for a run; every report format is rendered from it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -84,6 +85,8 @@ pub struct RunResults {
     pub duration: Duration,
     pub tags: Option<String>,
     pub profiles: Vec<ProfileRef>,
+    /// Every component that took part, with its version (meshproof, envoy, spire-server, ...).
+    pub versions: BTreeMap<String, String>,
     pub scenarios: Vec<ScenarioResult>,
     /// Problems found before or outside scenarios (e.g. a feature file that does not parse).
     pub harness_errors: Vec<String>,

@@ -167,6 +167,7 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
         duration: started.elapsed(),
         tags: options.tags,
         profiles: refs,
+        versions: [("meshproof".to_owned(), env!("CARGO_PKG_VERSION").to_owned())].into(),
         scenarios,
         harness_errors,
     })

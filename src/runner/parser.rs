@@ -1,10 +1,10 @@
 //! Reads `features/*.feature` and fills the `Examples` tables that ask for it from the selected
 //! profiles, so one feature file checks every service of whatever profile it runs against.
 //!
-//! An `Examples` block tagged `@each-profile`, `@each-service` or `@each-identity` gets one row per
-//! profile, per service (lab environment) or per identity (every environment, every workload
-//! qualifier). Columns it may name: `profile`, `service`, `identity`, `spiffe_id`, `namespace`,
-//! `service_account`, `environment`. Rows written in the file are kept and crossed with the
+//! An `Examples` block tagged `@each-profile`, `@each-service`, `@each-identity` or `@each-pair` gets
+//! one row per profile, per service (lab environment), per identity (every environment, every
+//! workload qualifier) or per caller → callee pair of services. Columns it may name: `profile`,
+//! `service`, `identity`, `spiffe_id`, `namespace`, `service_account`, `environment`, `from`, `to`. Rows written in the file are kept and crossed with the
 //! generated ones (so `| profile | fault |` with one row per fault runs every fault on every
 //! profile).
 
@@ -142,6 +142,18 @@ impl ProfileParser {
             let name = profile.name.clone();
             match generator {
                 "each-profile" => out.push(vec![("profile", name)]),
+                "each-pair" => {
+                    let callees = profile.services.iter().filter(|s| s.role != crate::profile::Role::Ingress);
+                    for callee in callees {
+                        for caller in profile.services.iter().filter(|s| s.name != callee.name) {
+                            out.push(vec![
+                                ("profile", name.clone()),
+                                ("from", caller.name.clone()),
+                                ("to", callee.name.clone()),
+                            ]);
+                        }
+                    }
+                }
                 "each-service" => {
                     let lab = profile.lab_identities();
                     for service in &profile.services {

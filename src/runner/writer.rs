@@ -317,6 +317,7 @@ mod tests {
             duration: std::time::Duration::ZERO,
             tags: None,
             profiles: Vec::new(),
+            versions: Default::default(),
             scenarios: vec![result.clone()],
             harness_errors: Vec::new(),
         };

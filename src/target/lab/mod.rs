@@ -17,6 +17,11 @@ use crate::pki::{CaSpec, Pki, Svid};
 use crate::profile::{Identity, Profile};
 use crate::spiffe::TrustBundle;
 
+pub mod echo;
+pub mod envoy;
+pub mod sds;
+pub mod sidecar;
+
 /// One profile's lab CA and the SVIDs it issued, keyed by SPIFFE ID.
 pub struct LabPki {
     pub pki: Pki,
