@@ -48,20 +48,37 @@ pub fn sample_path(pattern: &str) -> String {
 
 /// A method the endpoint does not serve, to prove access is no wider than promised.
 fn unserved_method(endpoint: &Endpoint) -> Option<&'static str> {
-    ["DELETE", "PATCH", "PUT", "POST", "GET"].into_iter().find(|m| !endpoint.methods.iter().any(|x| x == m))
+    ["DELETE", "PATCH", "PUT", "POST", "GET"]
+        .into_iter()
+        .find(|m| !endpoint.methods.iter().any(|x| x == m))
 }
 
-fn covering<'a>(profile: &'a Profile, from: &str, to: &str, endpoint: &str, decision: Decision) -> Option<&'a Intent> {
+fn covering<'a>(
+    profile: &'a Profile,
+    from: &str,
+    to: &str,
+    endpoint: &str,
+    decision: Decision,
+) -> Option<&'a Intent> {
     profile.intents.iter().find(|i| {
-        i.decision == decision && i.from == from && i.to == to && (i.endpoints.is_empty() || i.endpoints.iter().any(|e| e == endpoint))
+        i.decision == decision
+            && i.from == from
+            && i.to == to
+            && (i.endpoints.is_empty() || i.endpoints.iter().any(|e| e == endpoint))
     })
 }
 
 pub fn matrix(profile: &Profile) -> Vec<ExpectedCall> {
     let mut out = Vec::new();
     for caller in &profile.services {
-        let Some(principal) = profile.identity_of(&caller.name) else { continue };
-        for callee in profile.services.iter().filter(|s| s.name != caller.name && s.role != Role::Ingress) {
+        let Some(principal) = profile.identity_of(&caller.name) else {
+            continue;
+        };
+        for callee in profile
+            .services
+            .iter()
+            .filter(|s| s.name != caller.name && s.role != Role::Ingress)
+        {
             for endpoint in &callee.endpoints {
                 push_endpoint(profile, caller, callee, endpoint, &principal, &mut out);
             }
@@ -70,32 +87,65 @@ pub fn matrix(profile: &Profile) -> Vec<ExpectedCall> {
     out
 }
 
-fn push_endpoint(profile: &Profile, caller: &Service, callee: &Service, endpoint: &Endpoint, principal: &SpiffeId, out: &mut Vec<ExpectedCall>) {
+fn push_endpoint(
+    profile: &Profile,
+    caller: &Service,
+    callee: &Service,
+    endpoint: &Endpoint,
+    principal: &SpiffeId,
+    out: &mut Vec<ExpectedCall>,
+) {
     let port = callee.ports.first().map(|p| p.port).unwrap_or(0);
-    let allow = covering(profile, &caller.name, &callee.name, &endpoint.name, Decision::Allow);
-    let deny = covering(profile, &caller.name, &callee.name, &endpoint.name, Decision::Deny);
-    let call = |method: &str, expected: Decision, intent: Option<&Intent>, why: String| ExpectedCall {
-        from: caller.name.clone(),
-        to: callee.name.clone(),
-        principal: principal.clone(),
-        endpoint: endpoint.name.clone(),
-        method: method.to_owned(),
-        path: sample_path(&endpoint.path),
-        port,
-        expected,
-        intent_line: intent.map(|i| i.line),
-        why,
-    };
+    let allow = covering(
+        profile,
+        &caller.name,
+        &callee.name,
+        &endpoint.name,
+        Decision::Allow,
+    );
+    let deny = covering(
+        profile,
+        &caller.name,
+        &callee.name,
+        &endpoint.name,
+        Decision::Deny,
+    );
+    let call =
+        |method: &str, expected: Decision, intent: Option<&Intent>, why: String| ExpectedCall {
+            from: caller.name.clone(),
+            to: callee.name.clone(),
+            principal: principal.clone(),
+            endpoint: endpoint.name.clone(),
+            method: method.to_owned(),
+            path: sample_path(&endpoint.path),
+            port,
+            expected,
+            intent_line: intent.map(|i| i.line),
+            why,
+        };
     for method in &endpoint.methods {
         out.push(match (allow, deny) {
             (Some(i), _) => call(method, Decision::Allow, Some(i), i.reason.clone()),
             (None, Some(i)) => call(method, Decision::Deny, Some(i), i.reason.clone()),
-            (None, None) => call(method, Decision::Deny, None, "not allowed, so denied".to_owned()),
+            (None, None) => call(
+                method,
+                Decision::Deny,
+                None,
+                "not allowed, so denied".to_owned(),
+            ),
         });
     }
     if allow.is_some() {
         if let Some(method) = unserved_method(endpoint) {
-            out.push(call(method, Decision::Deny, None, format!("{} does not serve {method} on {}", callee.name, endpoint.path)));
+            out.push(call(
+                method,
+                Decision::Deny,
+                None,
+                format!(
+                    "{} does not serve {method} on {}",
+                    callee.name, endpoint.path
+                ),
+            ));
         }
     }
 }
@@ -105,22 +155,46 @@ mod tests {
     use super::*;
 
     fn tradepulse() -> Profile {
-        crate::profile::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/tradepulse/profile.yaml")).unwrap()
+        crate::profile::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("manifests/tradepulse/profile.yaml"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn every_runbook_row_is_in_the_matrix_with_its_decision() {
         let m = matrix(&tradepulse());
         let find = |from: &str, to: &str, path: &str, method: &str| {
-            m.iter().find(|c| c.from == from && c.to == to && c.path == path && c.method == method).map(|c| c.expected)
+            m.iter()
+                .find(|c| c.from == from && c.to == to && c.path == path && c.method == method)
+                .map(|c| c.expected)
         };
-        assert_eq!(find("strategy", "execution", "/quotes/probe", "GET"), Some(Decision::Allow));
-        assert_eq!(find("strategy", "execution", "/orders/probe", "POST"), Some(Decision::Deny));
-        assert_eq!(find("ui", "execution", "/oms/probe", "GET"), Some(Decision::Deny));
-        assert_eq!(find("observability", "ui", "/metrics", "GET"), Some(Decision::Allow));
-        assert_eq!(find("ingestion", "strategy", "/features/probe", "POST"), Some(Decision::Allow));
+        assert_eq!(
+            find("strategy", "execution", "/quotes/probe", "GET"),
+            Some(Decision::Allow)
+        );
+        assert_eq!(
+            find("strategy", "execution", "/orders/probe", "POST"),
+            Some(Decision::Deny)
+        );
+        assert_eq!(
+            find("ui", "execution", "/oms/probe", "GET"),
+            Some(Decision::Deny)
+        );
+        assert_eq!(
+            find("observability", "ui", "/metrics", "GET"),
+            Some(Decision::Allow)
+        );
+        assert_eq!(
+            find("ingestion", "strategy", "/features/probe", "POST"),
+            Some(Decision::Allow)
+        );
         // Narrowness: the endpoint serves POST only, so DELETE is denied even for the allowed caller.
-        assert_eq!(find("ingestion", "strategy", "/features/probe", "DELETE"), Some(Decision::Deny));
+        assert_eq!(
+            find("ingestion", "strategy", "/features/probe", "DELETE"),
+            Some(Decision::Deny)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The Gherkin step glue (`steps`) and the CLI sit on top; nothing below them knows about Gherkin.
 
 pub mod checks;
+pub mod configured;
 pub mod duration;
 pub mod error;
 pub mod intents;
@@ -11,6 +12,7 @@ pub mod pki;
 pub mod policy;
 pub mod probe;
 pub mod profile;
+pub mod render;
 pub mod report;
 pub mod results;
 pub mod runner;
@@ -18,3 +20,4 @@ pub mod spiffe;
 #[path = "../steps/mod.rs"]
 pub mod steps;
 pub mod target;
+pub mod verify;

@@ -39,6 +39,39 @@ enum Command {
     /// Work with the lab PKI (corporate root → mesh intermediate → workload SVIDs).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Write the Kubernetes manifests that implement a profile (namespaces, STRICT mTLS,
+    /// AuthorizationPolicies for every intent, DestinationRules, Gatekeeper, SPIRE, probes).
+    Render {
+        #[arg(long, short)]
+        profile: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// The environment whose identities the policies name [default: the profile's lab one].
+        #[arg(long)]
+        environment: Option<String>,
+    },
+    /// Statically check configured manifests against a profile's intents: Istio's decision for
+    /// every request of the intent matrix, STRICT mTLS, admission audit. Exit 1 on any mismatch.
+    Verify {
+        #[arg(long, short, default_value = "all")]
+        profile: String,
+        /// Manifests folder [default: the profile's own folder, manifests/<profile>/].
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        /// List every verdict, not only the failures.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Submit an object (YAML file) to the profile's admission policies; prints Gatekeeper's
+    /// denial text. Exit 0 admitted, 1 denied.
+    Admit {
+        #[arg(long, short)]
+        profile: String,
+        /// Manifests folder holding the ConstraintTemplates [default: the profile's folder].
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,6 +97,10 @@ struct RunArgs {
     /// A .feature file or a directory of them [default: the project's features/].
     #[arg(long)]
     features: Option<PathBuf>,
+    /// Judge this manifests folder instead of each profile's own manifests/<profile>/ (use with a
+    /// single --profile).
+    #[arg(long)]
+    manifests: Option<PathBuf>,
     /// Re-run a failed scenario up to N times; reports count it once, with its final outcome.
     #[arg(long, default_value_t = 0, value_name = "N")]
     retries: usize,
@@ -99,8 +136,34 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Profile(ProfileCommand::Check { files }) => profile_check(&files),
         Command::Pki(PkiCommand::Init { profile, out }) => pki_init(&profile, &out),
+        Command::Render {
+            profile,
+            out,
+            environment,
+        } => render(&profile, &out, environment.as_deref()),
+        Command::Verify {
+            profile,
+            manifests,
+            verbose,
+        } => verify(&profile, manifests.as_deref(), verbose),
+        Command::Admit {
+            profile,
+            manifests,
+            file,
+        } => admit(&profile, manifests.as_deref(), &file),
     };
     ExitCode::from(code)
+}
+
+/// `println!` that treats a closed stdout (`meshproof verify | head`) as the reader being done,
+/// not as a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
 }
 
 fn harness_failure(message: impl std::fmt::Display) -> u8 {
@@ -128,6 +191,7 @@ fn run(args: RunArgs) -> u8 {
         tags: args.tags,
         progress: !args.quiet,
         retries: args.retries,
+        manifests: args.manifests,
     };
     let results = match runtime.block_on(runner::run(options)) {
         Ok(r) => r,
@@ -139,7 +203,10 @@ fn run(args: RunArgs) -> u8 {
     if let Err(e) = report::write_all(&results, &dir) {
         return harness_failure(format!("cannot write reports to {}: {e}", dir.display()));
     }
-    print!("{}", report::console::summary(&results, Some(&dir)));
+    say!(
+        "{}",
+        report::console::summary(&results, Some(&dir)).trim_end()
+    );
     results.exit_code() as u8
 }
 
@@ -156,7 +223,7 @@ fn profile_check(files: &[PathBuf]) -> u8 {
     let mut code = 0;
     for file in files {
         match profile::load(file) {
-            Ok(p) => println!(
+            Ok(p) => say!(
                 "{}: ok — profile {}, {} services, {} identities, {} intents",
                 file.display(),
                 p.name,
@@ -185,9 +252,133 @@ fn pki_init(selector: &str, out: &std::path::Path) -> u8 {
         };
         let dir = out.join(&profile.name);
         match meshproof::target::lab::init_pki(&profile, &dir, time::OffsetDateTime::now_utc()) {
-            Ok(summary) => print!("{summary}"),
+            Ok(summary) => say!("{}", summary.trim_end()),
             Err(e) => return harness_failure(format!("{}: {e}", dir.display())),
         }
     }
     0
+}
+
+fn load_one(selector: &str) -> Result<Vec<profile::Profile>, u8> {
+    let paths = profile::resolve(selector).map_err(harness_failure)?;
+    paths
+        .iter()
+        .map(|p| profile::load(p).map_err(harness_failure))
+        .collect()
+}
+
+fn render(selector: &str, out: &std::path::Path, environment: Option<&str>) -> u8 {
+    let profiles = match load_one(selector) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    for profile in &profiles {
+        let dir = if profiles.len() > 1 {
+            out.join(&profile.name)
+        } else {
+            out.to_path_buf()
+        };
+        match meshproof::render::write(profile, environment, &dir) {
+            Ok(files) => {
+                for f in files {
+                    say!("{}", f.display());
+                }
+            }
+            Err(e) => return harness_failure(e),
+        }
+    }
+    0
+}
+
+fn verify(selector: &str, manifests: Option<&std::path::Path>, verbose: bool) -> u8 {
+    use meshproof::results::Status;
+    let profiles = match load_one(selector) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut failed = 0;
+    for profile in &profiles {
+        let dir = manifests
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| meshproof::configured::default_dir(profile));
+        let configured = match meshproof::configured::load(profile, &dir) {
+            Ok(c) => c,
+            Err(e) => return harness_failure(e),
+        };
+        let results = meshproof::verify::verify(profile, &configured);
+        let bad: Vec<_> = results
+            .iter()
+            .filter(|r| r.status != Status::Passed)
+            .collect();
+        for r in &results {
+            if verbose || r.status != Status::Passed {
+                let mark = if r.status == Status::Passed {
+                    "pass"
+                } else {
+                    "FAIL"
+                };
+                say!("  {mark:>4}  {:<22} {}", r.check, r.summary);
+            }
+        }
+        say!(
+            "{}: {} verdicts against {}, {} failed",
+            profile.name,
+            results.len(),
+            dir.display(),
+            bad.len()
+        );
+        failed += bad.len();
+    }
+    say!(
+        "{} passed, {} failed",
+        if failed == 0 { profiles.len() } else { 0 },
+        failed
+    );
+    u8::from(failed > 0)
+}
+
+fn admit(selector: &str, manifests: Option<&std::path::Path>, file: &std::path::Path) -> u8 {
+    let profiles = match load_one(selector) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(profile) = profiles.first() else {
+        return harness_failure("no profile");
+    };
+    let dir = manifests
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| meshproof::configured::default_dir(profile));
+    let configured = match meshproof::configured::load(profile, &dir) {
+        Ok(c) => c,
+        Err(e) => return harness_failure(e),
+    };
+    let Some(admission) = &configured.admission else {
+        return harness_failure(format!(
+            "{}: no ConstraintTemplates; expected a manifests folder with gatekeeper.yaml",
+            dir.display()
+        ));
+    };
+    let objects = match meshproof::policy::gatekeeper::load_manifests(&[file]) {
+        Ok(o) => o,
+        Err(e) => return harness_failure(e),
+    };
+    let mut code = 0;
+    for object in objects {
+        let result = admission.review(
+            &object.object,
+            meshproof::policy::gatekeeper::Operation::Create,
+        );
+        let name = format!("{}/{}", object.reference().kind, object.reference().name);
+        for w in &result.warning_texts {
+            say!("Warning: {w}");
+        }
+        match &result.denial_text {
+            Some(text) if !result.allowed => {
+                say!("{name}: denied\n{text}");
+                code = 1;
+            }
+            _ => say!("{name}: admitted"),
+        }
+    }
+    code
 }

@@ -3,6 +3,7 @@
 
 mod identity;
 mod pki;
+mod policy;
 mod world;
 
 pub use world::{MeshWorld, RunContext};

@@ -1,19 +1,55 @@
 use std::sync::Arc;
 
+use crate::configured::Configured;
 use crate::profile::{Identity, Profile};
 use crate::results::{CheckResult, Status};
 use crate::target::Target;
 use crate::target::lab::Lab;
 
-/// What every scenario of a run shares: the selected profiles and the target.
+/// What every scenario of a run shares: the selected profiles, their configured manifests, and
+/// the target.
 pub struct RunContext {
     pub profiles: Vec<Arc<Profile>>,
+    /// A manifests folder given on the command line, used instead of each profile's own folder.
+    pub manifests: Option<std::path::PathBuf>,
     pub lab: Lab,
+    configured: std::sync::Mutex<std::collections::HashMap<String, Arc<Configured>>>,
 }
 
 impl RunContext {
+    pub fn new(
+        profiles: Vec<Arc<Profile>>,
+        manifests: Option<std::path::PathBuf>,
+        lab: Lab,
+    ) -> Self {
+        RunContext {
+            profiles,
+            manifests,
+            lab,
+            configured: Default::default(),
+        }
+    }
+
     pub fn target(&self) -> &dyn Target {
         &self.lab
+    }
+
+    /// The profile's configured manifests, loaded once per run.
+    pub fn configured(&self, profile: &Profile) -> Result<Arc<Configured>, String> {
+        let mut cache = self
+            .configured
+            .lock()
+            .map_err(|_| "manifests cache poisoned".to_owned())?;
+        if let Some(c) = cache.get(&profile.name) {
+            return Ok(c.clone());
+        }
+        let dir = self
+            .manifests
+            .clone()
+            .unwrap_or_else(|| crate::configured::default_dir(profile));
+        let loaded = Arc::new(crate::configured::load(profile, &dir).map_err(|e| e.to_string())?);
+        cache.insert(profile.name.clone(), loaded.clone());
+        Ok(loaded)
     }
 }
 
@@ -37,6 +73,9 @@ pub struct MeshWorld {
     pub chain: Option<(Vec<Vec<u8>>, Identity)>,
     /// The trust bundle to judge `chain` against, when a scenario replaces the target's own.
     pub bundle: Option<crate::spiffe::TrustBundle>,
+    pub configured: Option<Arc<Configured>>,
+    /// The last admission decision, for the Then step that judges it.
+    pub admission: Option<crate::policy::gatekeeper::AdmissionResult>,
 }
 
 impl MeshWorld {
@@ -63,6 +102,15 @@ impl MeshWorld {
         match ctx.profiles.iter().find(|p| p.name == name) {
             Some(p) => self.profile = Some(p.clone()),
             None => super::harness_error!("profile \"{name}\" is not part of this run"),
+        }
+    }
+
+    pub fn configured(&self) -> Arc<Configured> {
+        match &self.configured {
+            Some(c) => c.clone(),
+            None => super::harness_error!(
+                "no manifests loaded: the scenario needs `And the manifests configured for it`"
+            ),
         }
     }
 

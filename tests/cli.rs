@@ -233,9 +233,17 @@ fn full_run_writes_junit_naming_every_service_and_no_key_material() {
     ] {
         assert!(junit.contains(service), "junit.xml names {service}");
     }
-    for entry in std::fs::read_dir(&out).unwrap() {
-        let body = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        assert!(!body.contains("PRIVATE KEY"), "a report holds key material");
+    let mut pending = vec![out.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let body = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+                assert!(!body.contains("PRIVATE KEY"), "{} holds key material", path.display());
+            }
+        }
     }
     assert!(!stdout.contains("PRIVATE KEY") && !stderr.contains("PRIVATE KEY"));
 }

@@ -17,6 +17,7 @@ async fn main() {
         tags: None,
         progress: true,
         retries: 0,
+        manifests: None,
     })
     .await
     .unwrap_or_else(|e| panic!("the harness could not run: {e}"));

@@ -19,7 +19,7 @@ use meshproof::probe::{
 };
 use meshproof::spiffe::{SpiffeId, TrustBundle, TrustDomain};
 use meshproof::target::lab::echo::EchoServer;
-use meshproof::target::lab::envoy::EnvoyBinary;
+use meshproof::target::lab::envoy::{EnvoyBinary, normalize_serial};
 use meshproof::target::lab::sidecar::{
     Credentials, MtlsMode, PeerValidation, Sidecar, SidecarSpec, Upstream, workload_ip,
 };
@@ -85,6 +85,7 @@ struct Options {
     mtls: MtlsMode,
     validation: PeerValidation,
     http_rbac: Vec<Value>,
+    network_rbac: Vec<Value>,
     upstreams: Vec<Upstream>,
 }
 
@@ -94,6 +95,7 @@ impl Default for Options {
             mtls: MtlsMode::Strict,
             validation: PeerValidation::Spiffe,
             http_rbac: Vec::new(),
+            network_rbac: Vec::new(),
             upstreams: Vec::new(),
         }
     }
@@ -115,6 +117,7 @@ async fn start(
     spec.mtls = options.mtls;
     spec.validation = options.validation;
     spec.http_rbac = options.http_rbac;
+    spec.network_rbac = options.network_rbac;
     spec.upstreams = options.upstreams;
     let sidecar = Sidecar::start(
         bin,
@@ -228,7 +231,6 @@ async fn outbound_refuses_a_callee_with_another_identity() {
         "expected 503 from A's sidecar: {obs:?}"
     );
     let stats = a.sidecar.admin().stats("ssl.").await.unwrap();
-    eprintln!("{stats:?}");
     assert!(
         stats.get("cluster.outbound|b.ssl.fail_verify_san").copied() >= Some(1),
         "the refusal must be the SAN check: {stats:?}"
@@ -244,7 +246,12 @@ async fn strict_inbound_accepts_a_valid_svid_and_refuses_everything_else() {
     let target = b.sidecar.inbound_addr();
     let probe = |identity| Probe::new(target, identity, ca.trust("b")).path("/quotes/1");
 
+    // A forged XFCC is replaced by what the sidecar verified (SANITIZE_SET).
     let ok = probe(ProbeIdentity::from_svid(&ca.svid("a")))
+        .header(
+            "x-forwarded-client-cert",
+            format!("By={};URI={}", id("b"), id("admin")),
+        )
         .send()
         .await
         .unwrap();
@@ -253,6 +260,13 @@ async fn strict_inbound_accepts_a_valid_svid_and_refuses_everything_else() {
     let tls = ok.tls.as_ref().unwrap();
     assert_eq!(tls.server_ids, [id("b").to_string()]);
     assert_eq!(tls.version, "TLSv1_3");
+    let ok12 = probe(ProbeIdentity::from_svid(&ca.svid("a")))
+        .tls_versions(TlsVersions::Tls12Only)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok12.outcome.is_success(), "{ok12:?}");
+    assert_eq!(ok12.tls.map(|t| t.version).as_deref(), Some("TLSv1_2"));
 
     // No client certificate: TLS 1.3 completes the handshake and the alert arrives on read.
     let none = probe(ProbeIdentity::None).send().await.unwrap();
@@ -280,6 +294,11 @@ async fn strict_inbound_accepts_a_valid_svid_and_refuses_everything_else() {
         "{plain:?}"
     );
     assert!(plain.outcome.attempted());
+    eprintln!(
+        "plaintext to STRICT: {} ({:?})",
+        plain.outcome, plain.detail
+    );
+    eprintln!("no client cert, TLS 1.2: {}", none12.outcome);
 
     let now = OffsetDateTime::now_utc();
     let faults: Vec<(&str, ProbeIdentity)> = vec![
@@ -376,7 +395,60 @@ async fn rbac_allows_only_a_to_get_quotes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permissive_accepts_plaintext_strict_does_not() {
+async fn network_rbac_denies_a_principal_at_l4() {
+    let Some(bin) = envoy() else { return };
+    let dir = tempdir();
+    let ca = Ca::new();
+    let deny_c = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+        "stat_prefix": "tcp.",
+        "rules": {
+            "action": "DENY",
+            "policies": {
+                "deny-c": {
+                    "permissions": [{ "any": true }],
+                    "principals": [{ "authenticated": {
+                        "principal_name": { "exact": id("c").to_string() }
+                    } }]
+                }
+            }
+        }
+    });
+    let b = start(
+        &bin,
+        dir.path(),
+        1,
+        "b",
+        &ca.svid("b"),
+        Options {
+            network_rbac: vec![deny_c],
+            ..Options::default()
+        },
+    )
+    .await;
+    let send = |svid: &Svid| {
+        Probe::new(
+            b.sidecar.inbound_addr(),
+            ProbeIdentity::from_svid(svid),
+            ca.trust("b"),
+        )
+    };
+    let a = send(&ca.svid("a")).send().await.unwrap();
+    assert!(a.outcome.is_success(), "{a:?}");
+    // L4 denial: the handshake completes, then the connection is closed without an HTTP answer.
+    let c = send(&ca.svid("c")).send().await.unwrap();
+    assert!(
+        matches!(c.outcome, Outcome::NoResponse | Outcome::Reset),
+        "{c:?}"
+    );
+    assert!(c.tls.is_some(), "{c:?}");
+    eprintln!("network RBAC denial: {} ({:?})", c.outcome, c.detail);
+    let stats = b.sidecar.admin().stats("rbac.").await.unwrap();
+    assert_eq!(stats.get("tcp.rbac.denied"), Some(&1), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissive_accepts_plaintext_as_well_as_mtls() {
     let Some(bin) = envoy() else { return };
     let dir = tempdir();
     let ca = Ca::new();
@@ -468,11 +540,13 @@ async fn rotation_is_picked_up_without_restart_and_without_failed_requests() {
     let served = b.sidecar.admin().served_leaves().await.unwrap();
     assert_eq!(served.len(), 1, "{served:?}");
     assert_eq!(served[0].uri_sans, [id("b").to_string()]);
+    assert_eq!(served[0].serial_hex, normalize_serial(first.serial_hex()));
+    // The log holds nothing but start-up noise Envoy always prints at warning level.
+    let log = std::fs::read_to_string(b.sidecar.envoy().log_path()).unwrap();
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
     assert!(
-        first.serial_hex().ends_with(&served[0].serial_hex),
-        "{} vs {}",
-        first.serial_hex(),
-        served[0].serial_hex
+        !log.contains("[error]") && !log.contains("[warning]"),
+        "{log}"
     );
 
     // Probes keep running on new connections throughout the rotation.
@@ -768,4 +842,28 @@ async fn trust_bundle_rotation_is_picked_up_without_restart() {
         };
         assert!(after.outcome.is_success(), "{validation:?}: {after:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_bootstrap_fails_fast_and_quotes_envoys_log() {
+    use meshproof::target::lab::envoy::{EnvoyError, EnvoyLaunch, EnvoyProcess};
+    let Some(bin) = envoy() else { return };
+    let dir = tempdir();
+    let bootstrap = json!({
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "static_resources": { "listeners": [{ "name": "x", "no_such_field": true }] },
+    });
+    let started = Instant::now();
+    let err = EnvoyProcess::start(&bin, EnvoyLaunch::new("bad", bootstrap, dir.path()))
+        .await
+        .unwrap_err();
+    match &err {
+        EnvoyError::Exited { tail, .. } => assert!(tail.contains("no_such_field"), "{err}"),
+        other => panic!("expected Exited, got {other}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

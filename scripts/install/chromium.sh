@@ -9,8 +9,9 @@
 # - the package is not installed: `apt-get update`, then `apt-get install -y chromium`.
 # Recommends are skipped (--no-install-recommends): headless rendering needs none of them, and the
 # DejaVu fonts come in as a dependency.
-# Measured here (Debian 12, 2 cores): a first install takes about a minute (~110 MB download,
-# ~400 MB unpacked, mostly fonts and GTK); the script prints the time it took.
+# Measured here (Debian 12, 2 cores, Chromium 156): first install 15.5 s (chromium, chromium-common
+# and their libraries, ~360 MB unpacked); reinstall including `apt-get update` 9.9 s; a run with
+# Chromium present 0.07 s. The script prints the time it took.
 set -euo pipefail
 
 say() { printf 'setup: chromium: %s\n' "$*"; }
@@ -55,7 +56,7 @@ if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok ins
     fi
 fi
 
-say "installing chromium with apt-get (first install downloads ~110 MB)"
+say "installing chromium with apt-get"
 if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
     not_installed "apt-get install -y chromium failed (see above)"
 fi

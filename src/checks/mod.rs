@@ -2,6 +2,8 @@
 //! They never talk to a target themselves, so the same check judges the lab, kind or a cluster.
 
 pub mod identity;
+pub mod intents;
+pub mod mtls;
 pub mod pki;
 
 use crate::results::{CheckResult, Status};

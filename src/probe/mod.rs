@@ -58,6 +58,9 @@ pub use verifier::SpiffeServerVerifier;
 pub const RBAC_DENIED_BODY: &str = "RBAC: access denied";
 /// How much of a response body an observation keeps.
 pub const BODY_EXCERPT_BYTES: usize = 1024;
+/// How much of a response a probe reads at most; the rest is ignored (a probe needs the status
+/// and the start of the body, and must not buffer without bound).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// The default overall time limit of one probe.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -207,6 +210,9 @@ pub struct Probe {
     pub tls_versions: TlsVersions,
     /// Overall time limit: connect, handshake, request and response.
     pub timeout: Duration,
+    /// Extra request headers, e.g. a forged `x-forwarded-client-cert` to prove the sidecar
+    /// replaces it.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Probe {
@@ -222,6 +228,7 @@ impl Probe {
             host: None,
             tls_versions: TlsVersions::Any,
             timeout: DEFAULT_TIMEOUT,
+            headers: Vec::new(),
         }
     }
 
@@ -245,6 +252,11 @@ impl Probe {
 
     pub fn sni(mut self, sni: impl Into<String>) -> Self {
         self.sni = Some(sni.into());
+        self
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
@@ -280,13 +292,26 @@ impl Probe {
                 "host {host:?} is not a header value"
             )));
         }
-        let body_header = if matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
-            "Content-Length: 0\r\n"
-        } else {
-            ""
-        };
+        let mut extra = String::new();
+        for (name, value) in &self.headers {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if name.is_empty() || !name.chars().all(token) {
+                return Err(ProbeError::Request(format!(
+                    "header name {name:?} is not an HTTP token"
+                )));
+            }
+            if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                return Err(ProbeError::Request(format!(
+                    "header {name} value contains CR, LF or NUL"
+                )));
+            }
+            extra.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+            extra.push_str("Content-Length: 0\r\n");
+        }
         let request = format!(
-            "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: meshproof-probe\r\nAccept: */*\r\n{body_header}Connection: close\r\n\r\n",
+            "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: meshproof-probe\r\nAccept: */*\r\n{extra}Connection: close\r\n\r\n",
             self.method, self.path
         )
         .into_bytes();
@@ -702,7 +727,8 @@ where
             Ok(Ok(0)) => true,
             Ok(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
-                false
+                // Past the cap, judge what arrived as if the peer had closed.
+                buf.len() >= MAX_RESPONSE_BYTES
             }
             Ok(Err(e)) => {
                 // A TLS alert or reset after a complete response changes nothing about it.

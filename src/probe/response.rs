@@ -112,7 +112,8 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
         if size == 0 {
             return Ok(Some(body));
         }
-        if rest.len() < size + 2 {
+        // checked: a hostile size line must not overflow the arithmetic.
+        if size.checked_add(2).is_none_or(|needed| rest.len() < needed) {
             return Ok(None);
         }
         body.extend_from_slice(&rest[..size]);
@@ -170,6 +171,12 @@ mod tests {
             Parsed::Done(r) => assert_eq!(r.body, b"xyz"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn absurd_chunk_sizes_do_not_overflow() {
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
+        assert_eq!(parse(huge, false), Parsed::Incomplete);
     }
 
     #[test]

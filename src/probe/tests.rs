@@ -294,3 +294,17 @@ fn bad_request_lines_are_refused_before_sending() {
     let probe = Probe::new("127.0.0.1:1".parse().unwrap(), ProbeIdentity::None, None);
     assert!(matches!(probe.prepare(), Err(ProbeError::Request(_))));
 }
+
+#[test]
+fn header_injection_is_refused() {
+    let base = || Probe::via_sidecar("127.0.0.1:1".parse().unwrap(), "b");
+    assert!(base().header("x-a", "ok").prepare().is_ok());
+    assert!(matches!(
+        base().header("x-a", "v\r\nInjected: 1").prepare(),
+        Err(ProbeError::Request(_))
+    ));
+    assert!(matches!(
+        base().header("bad name", "v").prepare(),
+        Err(ProbeError::Request(_))
+    ));
+}

@@ -46,7 +46,9 @@ pub fn destination_rules(profile: &Profile) -> Vec<Value> {
 /// Istio principals name a SPIFFE ID without its scheme. A service's workload qualifiers
 /// (`strategy/optimizer`) are covered by a suffix-wildcard principal.
 fn principals(profile: &Profile, service: &Service, environment: Option<&str>) -> Vec<String> {
-    let Ok(id) = profile.schema.render(service, None, environment) else { return Vec::new() };
+    let Ok(id) = profile.schema.render(service, None, environment) else {
+        return Vec::new();
+    };
     let base = id.to_string().trim_start_matches("spiffe://").to_owned();
     let mut out = vec![base.clone()];
     if !service.workloads.is_empty() {
@@ -56,7 +58,9 @@ fn principals(profile: &Profile, service: &Service, environment: Option<&str>) -
 }
 
 fn operation(profile: &Profile, intent: &Intent) -> Vec<Value> {
-    let Some(callee) = profile.service(&intent.to) else { return Vec::new() };
+    let Some(callee) = profile.service(&intent.to) else {
+        return Vec::new();
+    };
     let ports: Vec<String> = callee.ports.iter().map(|p| p.port.to_string()).collect();
     let endpoints: Vec<_> = callee
         .endpoints
@@ -69,7 +73,9 @@ fn operation(profile: &Profile, intent: &Intent) -> Vec<Value> {
     }
     endpoints
         .into_iter()
-        .map(|e| json!({ "operation": { "ports": ports, "paths": [e.path], "methods": e.methods } }))
+        .map(
+            |e| json!({ "operation": { "ports": ports, "paths": [e.path], "methods": e.methods } }),
+        )
         .collect()
 }
 
@@ -83,7 +89,11 @@ fn rule(profile: &Profile, intent: &Intent, environment: Option<&str>) -> Option
 
 pub fn authorization_policies(profile: &Profile, environment: Option<&str>) -> Vec<Value> {
     let mut out = Vec::new();
-    let namespaces: BTreeSet<&str> = profile.services.iter().map(|s| s.namespace.as_str()).collect();
+    let namespaces: BTreeSet<&str> = profile
+        .services
+        .iter()
+        .map(|s| s.namespace.as_str())
+        .collect();
     for namespace in namespaces {
         // Allow-nothing: an ALLOW policy with no rules, so only explicit ALLOW rules admit traffic.
         out.push(json!({
@@ -106,7 +116,10 @@ pub fn authorization_policies(profile: &Profile, environment: Option<&str>) -> V
             }));
             continue;
         }
-        for (decision, action, suffix) in [(Decision::Deny, "DENY", "denied-intents"), (Decision::Allow, "ALLOW", "intents")] {
+        for (decision, action, suffix) in [
+            (Decision::Deny, "DENY", "denied-intents"),
+            (Decision::Allow, "ALLOW", "intents"),
+        ] {
             let rules: Vec<Value> = profile
                 .intents
                 .iter()

@@ -12,8 +12,12 @@ pub const ECHO_IMAGE: &str = "docker.io/hashicorp/http-echo:1.0.0";
 pub const CURL_IMAGE: &str = "docker.io/curlimages/curl:8.11.1";
 
 pub fn namespaces(profile: &Profile) -> Vec<Value> {
-    let namespaces: BTreeSet<&str> =
-        profile.services.iter().filter(|s| s.role != Role::Ingress).map(|s| s.namespace.as_str()).collect();
+    let namespaces: BTreeSet<&str> = profile
+        .services
+        .iter()
+        .filter(|s| s.role != Role::Ingress)
+        .map(|s| s.namespace.as_str())
+        .collect();
     namespaces
         .into_iter()
         .map(|ns| {
@@ -92,7 +96,9 @@ pub fn workloads(profile: &Profile) -> Vec<Value> {
 /// SPIRE controller-manager registrations: one ClusterSPIFFEID per entry, pinning the exact ID the
 /// profile promises to the pods of that service.
 pub fn spire_registrations(profile: &Profile) -> Vec<Value> {
-    let Some(spire) = &profile.spire else { return Vec::new() };
+    let Some(spire) = &profile.spire else {
+        return Vec::new();
+    };
     spire
         .entries
         .iter()

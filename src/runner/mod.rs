@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Re-run a failed scenario up to this many times; only its final outcome is reported.
     pub retries: usize,
+    /// Judge this manifests folder instead of each profile's own `manifests/<profile>/`.
+    pub manifests: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +106,11 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
     }
     let loaded = load_profiles(&options.profiles)?;
     let (profiles, refs): (Vec<_>, Vec<_>) = loaded.into_iter().unzip();
-    let context = Arc::new(RunContext {
-        profiles: profiles.clone(),
-        lab: Lab::new(now)?,
-    });
+    let context = Arc::new(RunContext::new(
+        profiles.clone(),
+        options.manifests.clone(),
+        Lab::new(now)?,
+    ));
     let root = project_root(&options.features);
 
     let (sender, receiver) = std::sync::mpsc::channel::<(writer::ScenarioKey, Vec<CheckResult>)>();

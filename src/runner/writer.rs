@@ -133,7 +133,10 @@ fn print_progress(result: &ScenarioResult, retrying: bool) {
         (Status::Skipped, _) => "SKIP",
         (Status::Error, _) => "ERROR",
     };
-    println!(
+    use std::io::Write as _;
+    // A closed stdout (piped into `head`) must not abort the run: the reports still get written.
+    let _ = writeln!(
+        std::io::stdout(),
         "{label:>7} [{:>6.3}s] {}:{}  {}",
         result.duration.as_secs_f64(),
         result.file,

@@ -164,10 +164,12 @@ impl Match {
     pub(crate) fn matches(&self, candidate: &Candidate<'_>) -> Result<bool, String> {
         let kinds = self.kinds.is_empty()
             || self.kinds.iter().any(|k| {
-                let kind = k.kinds.is_empty()
-                    || k.kinds.iter().any(|x| x == "*" || x == candidate.kind);
+                let kind =
+                    k.kinds.is_empty() || k.kinds.iter().any(|x| x == "*" || x == candidate.kind);
                 let group = k.api_groups.is_empty()
-                    || k.api_groups.iter().any(|g| g == "*" || g == candidate.group);
+                    || k.api_groups
+                        .iter()
+                        .any(|g| g == "*" || g == candidate.group);
                 kind && group
             });
         if !kinds {
@@ -351,7 +353,11 @@ fn string_list(v: &Value) -> Option<Vec<String>> {
 fn parse_kinds(item: &Value, path: &[&str]) -> Result<KindsMatcher, Issue> {
     let expected = "{apiGroups: [\"\"], kinds: [Pod]}";
     let Some(map) = item.as_object() else {
-        return Err(Issue::new(path, "a kinds entry must be a mapping", expected));
+        return Err(Issue::new(
+            path,
+            "a kinds entry must be a mapping",
+            expected,
+        ));
     };
     let mut out = KindsMatcher::default();
     for (key, v) in map {
@@ -480,7 +486,9 @@ fn parse_requirement(item: &Value) -> Result<Requirement, String> {
         .keys()
         .find(|k| !matches!(k.as_str(), "key" | "operator" | "values"))
     {
-        return Err(format!("unknown key \"{unknown}\" in a matchExpressions entry"));
+        return Err(format!(
+            "unknown key \"{unknown}\" in a matchExpressions entry"
+        ));
     }
     match operator {
         Operator::In | Operator::NotIn if values.is_empty() => Err(format!(

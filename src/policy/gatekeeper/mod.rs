@@ -49,10 +49,12 @@
 //!   whose Namespace is unknown) make the webhook return an error, and Gatekeeper's default
 //!   `failurePolicy: Ignore` then admits the request. [`AdmissionResult::error`] carries it, and
 //!   `allowed` follows the fail-open policy so that the prediction stays the cluster's.
-//! - **Builtins**: regorus implements OPA's builtins except the deprecated `any`, `all` and
-//!   `re_match` (and, with the features this crate enables, the regex/time/net families). A call
-//!   to one compiles and fails only when evaluation reaches it, which yields an error violation
-//!   (fail closed) instead of OPA's compile-time rejection. Keep templates in Rego v1.
+//! - **Builtins**: regorus lacks OPA's deprecated `any`, `all` and `re_match`, and this crate
+//!   builds it (features `arc`, `std`) without the `regex.*`, `glob.*`, `time.*`, `net.*`,
+//!   `semver.*`, `base64*`/`hex.*`, `uuid.*`, `urlquery.*`, `yaml.*`, `json.match_schema` and
+//!   `http.send` families. A call to a missing builtin is only noticed when evaluation reaches it
+//!   and then yields an error violation (fail closed) instead of OPA's compile-time rejection; the
+//!   bundled templates use none of them. Keep templates in Rego v1.
 //! - **Not modelled**: `data.inventory` is empty (no referential data is synced), ExpansionTemplates,
 //!   mutation, CEL (`K8sNativeValidation`) code, Gatekeeper's `Config` exclusions, the template
 //!   `operations` field, and the webhook's own self-exemption of Gatekeeper's service account.

@@ -125,7 +125,11 @@ pub fn policy_problems(profile: &Profile) -> Vec<String> {
                 "{}: no bundled ConstraintTemplate for kind {} (bundled: {})",
                 policy.name,
                 policy.kind,
-                BUNDLED.iter().map(|t| t.kind).collect::<Vec<_>>().join(", ")
+                BUNDLED
+                    .iter()
+                    .map(|t| t.kind)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             continue;
         };

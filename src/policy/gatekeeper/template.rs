@@ -150,7 +150,10 @@ impl Template {
         if kind.is_empty() {
             errors.push(
                 manifest
-                    .error(&["spec"], "ConstraintTemplate has no spec.crd.spec.names.kind")
+                    .error(
+                        &["spec"],
+                        "ConstraintTemplate has no spec.crd.spec.names.kind",
+                    )
                     .expected("the kind its constraints use, e.g. K8sRequiredLabels"),
             );
         } else if name != kind.to_lowercase() {
@@ -278,6 +281,36 @@ impl Template {
         }))) {
             errors.push(manifest.error(&[], format!("{label}: {e}")));
         }
+        let violation_rule = format!("{package}.violation");
+        if errors.is_empty() {
+            // OPA rejects unsafe variables and the like when it compiles; regorus only when it
+            // evaluates. One evaluation against an empty review surfaces them now, at the line.
+            let mut probe = engine.clone();
+            probe.set_input(regorus::Value::from(serde_json::json!({
+                "review": {"object": {}, "oldObject": null, "kind": {}},
+                "parameters": {}
+            })));
+            if let Err(e) = probe.eval_rule(violation_rule.clone()) {
+                let text = e.to_string();
+                let lib_index = text.lines().find_map(|l| {
+                    let rest = l.trim().strip_prefix("--> ")?;
+                    let file = rest.split(':').next()?;
+                    file.strip_prefix(&format!("{kind}.lib"))?
+                        .strip_suffix(".rego")?
+                        .parse::<usize>()
+                        .ok()
+                });
+                let index = lib_index.map(|i| i.to_string());
+                let mut path: Vec<&str> = match &index {
+                    Some(_) => source.libs_path.iter().map(String::as_str).collect(),
+                    None => source.rego_path.iter().map(String::as_str).collect(),
+                };
+                if let Some(index) = &index {
+                    path.push(index);
+                }
+                errors.push(rego_error(manifest, &path, &label, source.version, &text));
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -292,7 +325,7 @@ impl Template {
                 .filter(|s| !s.is_null())
                 .cloned(),
             engine,
-            violation_rule: format!("{package}.violation"),
+            violation_rule,
         })
     }
 }
@@ -416,9 +449,7 @@ fn rego_error(
         RegoVersion::V0 => {
             "Rego v1 in code: [{engine: Rego, source: {version: \"v1\", rego: ...}}], or v0 syntax in the legacy rego field"
         }
-        RegoVersion::V1 => {
-            "valid Rego v1 (regorus has no deprecated any/all/re_match builtins)"
-        }
+        RegoVersion::V1 => "valid Rego v1 (regorus has no deprecated any/all/re_match builtins)",
     };
     let node = manifest.node(path);
     let (line, column, block) = match node {
@@ -465,7 +496,10 @@ impl Constraint {
         if name.is_empty() {
             errors.push(
                 manifest
-                    .error(&["metadata"], format!("{kind} constraint has no metadata.name"))
+                    .error(
+                        &["metadata"],
+                        format!("{kind} constraint has no metadata.name"),
+                    )
                     .expected("a DNS-1123 name"),
             );
         }
@@ -620,7 +654,9 @@ fn check_schema(schema: &Value, value: &Value, path: &mut Vec<String>, issues: &
             issues.push(Issue {
                 path: path.clone(),
                 message: format!("{} must be of type {ty}", here(path)),
-                expected: Some(format!("a value of type {ty}, as the template's schema says")),
+                expected: Some(format!(
+                    "a value of type {ty}, as the template's schema says"
+                )),
             });
             return;
         }

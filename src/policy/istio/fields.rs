@@ -36,9 +36,8 @@ impl<'a> Ctx<'a> {
         message: impl Into<String>,
         expected: impl Into<String>,
     ) {
-        self.errors.push(
-            SourceError::new(self.file, line(at), column(at), message).expected(expected),
-        );
+        self.errors
+            .push(SourceError::new(self.file, line(at), column(at), message).expected(expected));
     }
 
     pub fn unsupported(&mut self, at_line: u32, field: &str, why: impl Into<String>) {

@@ -119,12 +119,12 @@ pub type Located = Spanned<Node>;
 
 /// Line of a located value (1-based).
 pub fn line<T>(value: &Spanned<T>) -> u32 {
-    value.referenced.line()
+    u32::try_from(value.referenced.line()).unwrap_or(u32::MAX)
 }
 
 /// Column of a located value (1-based).
 pub fn column<T>(value: &Spanned<T>) -> u32 {
-    value.referenced.column()
+    u32::try_from(value.referenced.column()).unwrap_or(u32::MAX)
 }
 
 /// Parses a multi-document YAML stream. Empty and `null` documents are dropped (as kubectl does).
@@ -140,7 +140,12 @@ pub fn documents(file: &Path, text: &str) -> Result<Vec<Located>, SourceError> {
 fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> SourceError {
     let (line, column) = e
         .location()
-        .map(|l| (l.line(), l.column()))
+        .map(|l| {
+            (
+                u32::try_from(l.line()).unwrap_or(u32::MAX),
+                u32::try_from(l.column()).unwrap_or(u32::MAX),
+            )
+        })
         .unwrap_or((0, 0));
     let rendered = e.to_string();
     let first = rendered.lines().next().unwrap_or("invalid YAML").trim();

@@ -21,6 +21,7 @@ pub mod echo;
 pub mod envoy;
 pub mod sds;
 pub mod sidecar;
+pub mod spire;
 
 /// One profile's lab CA and the SVIDs it issued, keyed by SPIFFE ID.
 pub struct LabPki {

@@ -71,6 +71,8 @@ const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rou
 pub const INBOUND: &str = "inbound";
 /// The app cluster's name.
 pub const APP_CLUSTER: &str = "inbound|app";
+/// Per-sidecar bound on open downstream connections (far above what a lab run uses).
+pub const MAX_DOWNSTREAM_CONNECTIONS: u64 = 10_000;
 
 /// The outbound listener's (and cluster's) name for upstream `name`.
 pub fn outbound_name(name: &str) -> String {
@@ -632,6 +634,17 @@ pub fn bootstrap(spec: &SidecarSpec, sds: &SdsDir) -> Value {
         "node": { "id": spec.name, "cluster": spec.name },
         "admin": { "address": socket_address(IpAddr::V4(Ipv4Addr::LOCALHOST), 0) },
         "static_resources": { "listeners": listeners, "clusters": clusters },
+        // A bound on downstream connections: Envoy warns at start-up without one, and a quiet
+        // log keeps the tail quoted in start-up errors to the point.
+        "overload_manager": {
+            "resource_monitors": [{
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
+                }
+            }]
+        },
     })
 }
 

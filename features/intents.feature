@@ -1,0 +1,19 @@
+@intents
+Feature: Service-to-service intents
+  The runbooks' intent tables as caller → callee promises: every request a profile allows is allowed,
+  and every other request is denied. For each pair of services, every endpoint of the callee is
+  asked with every method it serves, and with one method it does not serve. Anything not
+  allowed must be denied.
+
+  The static scenarios predict Istio's decision from the configured manifests (AuthorizationPolicy
+  evaluated exactly as Istio does).
+
+  @static
+  Scenario Outline: <profile> · <from> → <to> is configured as the profile promises
+    Given the profile "<profile>"
+    And the manifests configured for it
+    Then every request from "<from>" to "<to>" is predicted as the profile promises
+
+    @each-pair
+    Examples:
+      | profile | from | to |

@@ -1,0 +1,106 @@
+//! `intent.static` — security contract: for every request of the intent matrix (see
+//! [`crate::intents`]), Istio's decision predicted from the configured AuthorizationPolicies —
+//! evaluated exactly as Istio orders them: CUSTOM, DENY, then ALLOW; allow-nothing when an ALLOW
+//! policy applies and none matches — equals the decision the profile promised. A mismatch names
+//! the request and the policy (file:line) that decided it. Widened access (promised deny,
+//! predicted allow) is the finding that matters most; narrowed access (promised allow, predicted
+//! deny) breaks the service.
+//!
+//! `intent.live` — the same contract for a request actually sent through the data plane, and the
+//! observation must also equal the static prediction (a disagreement means the configuration is
+//! not what is enforced).
+
+use crate::intents::ExpectedCall;
+use crate::policy::istio::{self, AuthzDecision, MeshPolicies, Request};
+use crate::profile::{Decision, Profile};
+
+pub const STATIC: &str = "intent.static";
+pub const LIVE: &str = "intent.live";
+
+/// Istio's decision for one call of the matrix.
+pub fn predict(profile: &Profile, policies: &MeshPolicies, call: &ExpectedCall) -> AuthzDecision {
+    let namespace = profile
+        .service(&call.to)
+        .map(|s| s.namespace.as_str())
+        .unwrap_or_default();
+    let request = Request::http(
+        namespace,
+        &[("app", call.to.as_str())],
+        call.port,
+        &call.method,
+        &call.path,
+    )
+    .from_spiffe_id(&call.principal);
+    istio::evaluate(policies, &request)
+}
+
+pub fn decided_by(decision: &AuthzDecision) -> String {
+    match &decision.decided_by {
+        Some(p) => format!(
+            "{}/{} ({}:{})",
+            p.namespace,
+            p.name,
+            p.file.display(),
+            p.detail_line.unwrap_or(p.line)
+        ),
+        None => "no policy".to_owned(),
+    }
+}
+
+fn word(d: Decision) -> &'static str {
+    match d {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny",
+    }
+}
+
+/// Evidence every intent verdict carries, in the keys the reports read.
+pub fn evidence(call: &ExpectedCall, observed: Decision, decided: &str) -> Vec<(String, String)> {
+    vec![
+        ("from".into(), call.from.clone()),
+        ("to".into(), call.to.clone()),
+        ("method".into(), call.method.clone()),
+        ("path".into(), call.path.clone()),
+        ("principal".into(), call.principal.to_string()),
+        ("expected".into(), word(call.expected).into()),
+        ("observed".into(), word(observed).into()),
+        ("decided_by".into(), decided.to_owned()),
+    ]
+}
+
+/// Judges one call statically.
+pub fn judge_static(
+    profile: &Profile,
+    policies: &MeshPolicies,
+    call: &ExpectedCall,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let decision = predict(profile, policies, call);
+    let predicted = if decision.allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    };
+    let by = decided_by(&decision);
+    if predicted == call.expected {
+        return Ok((
+            format!("{} predicted {} by {by}", call.label(), word(predicted)),
+            evidence(call, predicted, &by),
+        ));
+    }
+    let kind = if predicted == Decision::Allow {
+        "WIDENED ACCESS"
+    } else {
+        "narrowed access"
+    };
+    Err(format!(
+        "{kind}: {} as {} is promised {} ({}) but the manifests {} it: {by}; {}",
+        call.label(),
+        call.principal,
+        word(call.expected),
+        call.intent_line
+            .map(|l| format!("profile line {l}"))
+            .unwrap_or_else(|| "default deny".into()),
+        word(predicted),
+        decision.explanation
+    ))
+}
