@@ -53,3 +53,15 @@ Feature: Workload identity (SPIFFE)
       | spiffe://tradepulse/prod/strategy/optimizer                   |
       | spiffe://soma-agent-hub.local/ns/soma-agent-hub/sa/gateway-api |
       | spiffe://tradepulse                                           |
+
+  # The lab's `istioctl proxy-config secret`: what each sidecar really serves, read from Envoy.
+  @live @lab @checklist
+  Scenario Outline: <profile> · the sidecar of <service> serves its mTLS certificate
+    Given the profile "<profile>"
+    And the manifests configured for it
+    And the lab mesh is running for it
+    Then the sidecar of "<service>" serves the X.509-SVID the CA issued it
+
+    @each-service
+    Examples:
+      | profile | service |

@@ -2,6 +2,7 @@
 //! the target, hand them to a check, and record the check's verdict; they decide nothing themselves.
 
 mod identity;
+mod live;
 mod pki;
 mod policy;
 mod world;

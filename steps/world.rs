@@ -76,6 +76,11 @@ pub struct MeshWorld {
     pub configured: Option<Arc<Configured>>,
     /// The last admission decision, for the Then step that judges it.
     pub admission: Option<crate::policy::gatekeeper::AdmissionResult>,
+    pub mesh: Option<Arc<crate::target::lab::mesh::LabMesh>>,
+    /// Calls sent and what was observed, for the Then step that judges them.
+    pub observations: Vec<(crate::intents::ExpectedCall, crate::probe::Observation)>,
+    /// A verdict reached in a When step, recorded by the Then step that asserts it.
+    pub pending: Option<CheckResult>,
 }
 
 impl MeshWorld {
@@ -110,6 +115,15 @@ impl MeshWorld {
             Some(c) => c.clone(),
             None => super::harness_error!(
                 "no manifests loaded: the scenario needs `And the manifests configured for it`"
+            ),
+        }
+    }
+
+    pub fn mesh(&self) -> Arc<crate::target::lab::mesh::LabMesh> {
+        match &self.mesh {
+            Some(m) => m.clone(),
+            None => super::harness_error!(
+                "no mesh is running: the scenario needs `And the lab mesh is running for it`"
             ),
         }
     }

@@ -241,7 +241,11 @@ fn full_run_writes_junit_naming_every_service_and_no_key_material() {
                 pending.push(path);
             } else {
                 let body = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-                assert!(!body.contains("PRIVATE KEY"), "{} holds key material", path.display());
+                assert!(
+                    !body.contains("PRIVATE KEY"),
+                    "{} holds key material",
+                    path.display()
+                );
             }
         }
     }

@@ -51,14 +51,15 @@ async fn start(name: &str, config: SpireLabConfig) -> Option<(SpireLab, Profile)
     let lab = SpireLab::start_with(bins, &profile, config).await.unwrap();
     let t = lab.timings();
     println!(
-        "[{name}] spire {} ({:?} isolation): server healthy in {:?}, {} agents attested in {:?}, {} entries in {:?}",
+        "[{name}] spire {} ({:?} isolation): server healthy in {:?}, {} agents attested in {:?}, {} entries in {:?}, all workloads served {:?} after the first create",
         lab.binaries().server_version,
         lab.isolation(),
         t.server_healthy,
         lab.agent_count(),
         t.agents_attested,
         lab.workloads().len(),
-        t.entries_created
+        t.entries_created,
+        t.workloads_served
     );
     Some((lab, profile))
 }
@@ -138,8 +139,32 @@ async fn spire_issues_every_profile_identity() {
         );
     }
 
+    // Join tokens: consumed files gone, private dir closed, and every ID that embeds a token
+    // (agents, node alias entries) shows the redaction label instead.
+    let root = lab.workloads()[0]
+        .caller
+        .exe
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    let private = root.join("private");
+    assert_eq!(mode(&private), 0o700);
+    assert_eq!(mode(&root), 0o711);
+    for i in 0..lab.agent_count() {
+        let token_file = private.join(format!("agent-{i}")).join("join-token");
+        assert!(!token_file.exists(), "{} left behind", token_file.display());
+    }
+
     // Every profile entry registered, under its agent's node alias, with the lab's selector/TTL.
     let entries = lab.entries().await.unwrap();
+    for entry in &entries {
+        for text in std::iter::once(&entry.parent_id).chain(&entry.selectors) {
+            if let Some((_, token)) = text.split_once("/join_token/") {
+                assert!(token.starts_with("redacted-agent-"), "unredacted: {text}");
+            }
+        }
+    }
     let spire = profile.spire.as_ref().unwrap();
     assert_eq!(lab.workloads().len(), spire.entries.len());
     for promised in &spire.entries {
@@ -222,6 +247,7 @@ async fn spire_issues_every_profile_identity() {
 
     envoy_gets_its_svid_over_sds(&lab).await;
     lab.shutdown().await.unwrap();
+    assert!(!root.exists(), "{} left behind", root.display());
 }
 
 /// A minimal Envoy, run as the workload, takes its certificate from the agent over SDS.
@@ -272,6 +298,7 @@ async fn envoy_gets_its_svid_over_sds(lab: &SpireLab) {
             ]
         }
     });
+    let before = lab.fetch_x509(caller).await.unwrap();
     let bootstrap_path = dir.join("bootstrap.json");
     std::fs::write(&bootstrap_path, serde_json::to_vec(&bootstrap).unwrap()).unwrap();
     std::os::unix::fs::chown(&bootstrap_path, Some(caller.uid), Some(caller.gid)).unwrap();
@@ -342,18 +369,30 @@ async fn envoy_gets_its_svid_over_sds(lab: &SpireLab) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // The same certificate the Workload API hands this workload (unless it renewed meanwhile).
-    let fetched = lab.fetch_x509(caller).await.unwrap();
+    // The same certificate the Workload API hands this workload (the one before or, if it
+    // renewed meanwhile, the one after).
+    let after = lab.fetch_x509(caller).await.unwrap();
+    let api_serials = [before[0].serial_hex(), after[0].serial_hex()];
+    assert!(
+        api_serials.contains(&served.serial_hex),
+        "envoy serves {} but the Workload API handed out {api_serials:?}",
+        served.serial_hex
+    );
     println!(
-        "[identities] envoy {} (uid {}) shows {} serial {} from SDS {:?} after spawn (Workload API serial now {})",
+        "[identities] envoy {} (uid {}) shows {} serial {} from SDS {:?} after spawn (Workload API serials {:?})",
         envoy.version(),
         caller.uid,
         workload.spiffe_id,
         served.serial_hex,
         started.elapsed(),
-        fetched[0].serial_hex()
+        api_serials
     );
     child.kill().await.unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 fn envoy_log(dir: &Path) -> String {
@@ -528,6 +567,19 @@ async fn refusals_are_observable() {
     println!(
         "[refusals] server restarted healthy in {back:?}; workloads kept their SVIDs meanwhile"
     );
+
+    // A short agent restart resumes with the cached SVID: same agent ID, no new token.
+    let before = lab.agent_spiffe_id(0).unwrap();
+    lab.stop_agent(0).await.unwrap();
+    let resumed = lab.start_agent(0).await.unwrap();
+    assert_eq!(lab.agent_spiffe_id(0).unwrap(), before);
+    let w = lab
+        .workloads()
+        .iter()
+        .find(|w| w.caller.agent == 0)
+        .unwrap();
+    lab.wait_for_svid(&w.caller, &w.spiffe_id).await.unwrap();
+    println!("[refusals] agent 0 restarted on its cached SVID in {resumed:?} (same agent ID)");
     lab.shutdown().await.unwrap();
 }
 
@@ -680,4 +732,41 @@ async fn wait_all(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     start.elapsed()
+}
+
+/// The non-root fallback, forced: workloads told apart by their own binary path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_isolation_tells_workloads_apart() {
+    let config = SpireLabConfig {
+        isolation: Some(Isolation::Path),
+        ..SpireLabConfig::default()
+    };
+    let Some((lab, _)) = start("path", config).await else {
+        return;
+    };
+    let bundle = lab.trust_bundle().await.unwrap();
+    let mut paths = Vec::new();
+    for w in lab.workloads() {
+        assert_eq!(w.selectors.len(), 1);
+        assert!(
+            w.selectors[0].starts_with("unix:path:"),
+            "{:?}",
+            w.selectors
+        );
+        let svid = only_svid(&lab, &w.caller, &w.spiffe_id).await;
+        validate(&svid, &bundle, &w.spiffe_id);
+        paths.push(w.caller.exe.clone());
+    }
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), lab.workloads().len());
+    // Same uid, same binary content, another path: no identity.
+    let other = lab.new_caller("copy-without-entry", 0).unwrap();
+    assert_no_identity(lab.fetch_x509(&other).await, "unregistered binary path");
+    println!(
+        "[path] {} workloads told apart by unix:path (e.g. {}); an unregistered link gets nothing",
+        lab.workloads().len(),
+        lab.workloads()[0].selectors[0]
+    );
+    lab.shutdown().await.unwrap();
 }

@@ -1590,3 +1590,30 @@ fn report_generation_for_10000_results_is_measured() {
         elapsed.as_secs_f64() * 1000.0
     );
 }
+
+#[test]
+fn an_empty_run_with_a_harness_error_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = sample_run();
+    run.scenarios.clear();
+    run.profiles.clear();
+    run.harness_errors = vec!["features/broken.feature:3:1: cannot parse <Given>".into()];
+    let written = report::write_all_with(&run, dir.path(), &ReportOptions::default()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("✖ HARNESS ERROR") && html.contains("cannot parse &lt;Given&gt;"));
+    assert!(html.contains("No scenario ran.") && html.contains("No drills in this run."));
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.starts_with("## ❌ meshproof: HARNESS ERROR"), "{md}");
+    let cucumber: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cucumber.json")).unwrap()).unwrap();
+    assert_eq!(
+        cucumber[0]["elements"][0]["steps"][0]["result"]["status"],
+        "failed"
+    );
+    assert!(parse_xml(&std::fs::read_to_string(dir.path().join("junit.xml")).unwrap()).is_ok());
+    assert!(
+        evidence::verify(&written.bundle.dir, Some(&written.public_key))
+            .unwrap()
+            .is_clean()
+    );
+}

@@ -2,74 +2,11 @@
 //! and the failure names what broke. The healthy manifests pass. Also: the committed manifests are
 //! exactly a fresh render of their profile.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-fn meshproof(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshproof"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("meshproof runs")
-}
-
-/// A copy of a profile's manifests folder with `mutate(file name, text) -> text` applied.
-fn mutant(profile: &str, mutate: impl Fn(&str, String) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let source = root().join("manifests").join(profile);
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if path.is_dir() {
-            let target = dir.path().join(&name);
-            std::fs::create_dir_all(&target).unwrap();
-            for f in std::fs::read_dir(&path).unwrap() {
-                let f = f.unwrap().path();
-                std::fs::copy(&f, target.join(f.file_name().unwrap())).unwrap();
-            }
-        } else if name != "profile.yaml" {
-            let text = std::fs::read_to_string(&path).unwrap();
-            std::fs::write(dir.path().join(&name), mutate(&name, text)).unwrap();
-        }
-    }
-    dir
-}
-
-fn replace(
-    file: &'static str,
-    from: &'static str,
-    to: &'static str,
-) -> impl Fn(&str, String) -> String {
-    move |name, text| {
-        if name != file {
-            return text;
-        }
-        assert!(text.contains(from), "{file} has no {from:?}");
-        text.replacen(from, to, 1)
-    }
-}
-
-/// Removes the YAML document of `file` whose text contains `marker`.
-fn drop_document(file: &'static str, marker: &'static str) -> impl Fn(&str, String) -> String {
-    move |name, text| {
-        if name != file {
-            return text;
-        }
-        let docs: Vec<&str> = text.split("\n---\n").collect();
-        assert!(
-            docs.iter().any(|d| d.contains(marker)),
-            "{file} has no document with {marker:?}"
-        );
-        docs.into_iter()
-            .filter(|d| !d.contains(marker))
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    }
-}
+use common::{drop_document, meshproof, mutant, replace, root};
 
 fn verify(profile: &str, dir: &Path) -> (Option<i32>, String) {
     let o = meshproof(&[

@@ -3,6 +3,7 @@
 
 pub mod identity;
 pub mod intents;
+pub mod live;
 pub mod mtls;
 pub mod pki;
 

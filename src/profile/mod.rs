@@ -35,8 +35,10 @@ pub fn load(path: &Path) -> Result<Profile, SourceErrors> {
 
 /// Parses profile text; `path` is used for error messages only.
 pub fn parse(path: &Path, text: &str) -> Result<Profile, SourceErrors> {
-    let raw: raw::File =
-        serde_saphyr::from_str(text).map_err(|e| SourceErrors(vec![yaml_error(path, &e)]))?;
+    // YAML 1.2 booleans only: a service named `y` or `on` stays a string.
+    let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+    let raw: raw::File = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| SourceErrors(vec![yaml_error(path, &e)]))?;
     validate::validate(path, raw).map_err(SourceErrors)
 }
 

@@ -81,7 +81,7 @@ pub struct ChecklistItem {
 #[serde(deny_unknown_fields)]
 pub struct CheckRef {
     pub check: String,
-    /// Evidence key → required value.
+    /// Evidence key → required value (`*`: the key is present, any value).
     #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
     pub filter: BTreeMap<String, String>,
     #[serde(
@@ -112,7 +112,7 @@ impl CheckRef {
             && self.filter.iter().all(|(key, value)| {
                 c.evidence
                     .iter()
-                    .any(|(k, v)| k == key && v.eq_ignore_ascii_case(value))
+                    .any(|(k, v)| k == key && (value == "*" || v.eq_ignore_ascii_case(value)))
             })
     }
 
@@ -502,6 +502,8 @@ mod tests {
         "identity.schema",
         "identity.spiffe-id-form",
         "identity.svid-sensitivity",
+        "identity.served",
+        "mtls.refuses",
         "pki.hierarchy",
         "pki.rotation-policy",
         "pki.plugin-ca",

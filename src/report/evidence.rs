@@ -573,36 +573,38 @@ fn pretty<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EvidenceError> {
 }
 
 fn readme(results: &RunResults, key: &PublicKey, origin: KeyOrigin) -> String {
-    format!(
-        "meshproof evidence bundle for run {run}\n\
-         \n\
-         manifest.json lists every file of this folder (except itself and manifest.sig) with its\n\
-         SHA-256 and size; manifest.sig is an Ed25519 signature over the exact bytes of manifest.json.\n\
-         Signing key (public half; the private half was {origin}): {key}\n\
-         \n\
-         Verify with meshproof (reports every changed, missing and added file and a bad signature):\n\
-         \n\
-             meshproof evidence verify . --public-key {key}\n\
-         \n\
-         or without meshproof (OpenSSL 3, coreutils):\n\
-         \n\
-             openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.json -sigfile manifest.sig\n\
-             sha256sum -c SHA256SUMS\n\
-         \n\
-         Pin the key: compare it with the one printed by the run or published by the team that ran it;\n\
-         a bundle that only agrees with its own key proves integrity, not origin.\n\
-         \n\
-         artifacts/           copies of the run's reports (JUnit, JSON, Cucumber JSON, Markdown, HTML)\n\
-         run.json             run metadata: target, profiles with SHA-256, git commit, versions, counts\n\
-         certificates.json    certificate serials and SHA-256 fingerprints seen during the run\n\
-         controls.yaml        the control mapping (NIST SP 800-207, NIST SP 800-53 Rev. 5, SOC 2)\n\
-         control-status.json  per control and runbook checklist item: passed, failed or not covered\n",
-        run = results.run_id,
-        origin = match origin {
-            KeyOrigin::Ephemeral => "made for this run and never written anywhere",
-            KeyOrigin::File => "loaded from its owner's key file",
-        },
-    )
+    let origin = match origin {
+        KeyOrigin::Ephemeral => "made for this run and never written anywhere",
+        KeyOrigin::File => "loaded from its owner's key file",
+    };
+    [
+        format!("meshproof evidence bundle for run {}", results.run_id),
+        String::new(),
+        "manifest.json lists every file of this folder (except itself and manifest.sig) with its".into(),
+        "SHA-256 and size; manifest.sig is an Ed25519 signature over the exact bytes of manifest.json.".into(),
+        format!("Signing key (public half; the private half was {origin}):"),
+        format!("    {key}"),
+        String::new(),
+        "Verify with meshproof (reports every changed, missing and added file and a bad signature):".into(),
+        String::new(),
+        format!("    meshproof evidence verify . --public-key {key}"),
+        String::new(),
+        "or without meshproof (OpenSSL 3, coreutils):".into(),
+        String::new(),
+        "    openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.json -sigfile manifest.sig".into(),
+        "    sha256sum -c SHA256SUMS".into(),
+        String::new(),
+        "Pin the key: compare it with the one printed by the run or published by the team that ran it;".into(),
+        "a bundle that only agrees with its own key proves integrity, not origin.".into(),
+        String::new(),
+        "artifacts/           copies of the run's reports (JUnit, JSON, Cucumber JSON, Markdown, HTML)".into(),
+        "run.json             run metadata: target, profiles with SHA-256, git commit, versions, counts".into(),
+        "certificates.json    certificate serials and SHA-256 fingerprints seen during the run".into(),
+        "controls.yaml        the control mapping (NIST SP 800-207, NIST SP 800-53 Rev. 5, SOC 2)".into(),
+        "control-status.json  per control and runbook checklist item: passed, failed or not covered".into(),
+        String::new(),
+    ]
+    .join("\n")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

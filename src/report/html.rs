@@ -99,7 +99,11 @@ table.matrix td.none{color:#8c959f;text-align:center}
 .m-failed{background:#fff0f0;outline:2px solid var(--bad);outline-offset:-2px}
 .m-unknown{background:#fff}
 .probe{display:block;color:var(--ink)}
-.probe.bad{font-weight:700}
+.probe.bad{font-weight:700;color:#82071e}
+.served{margin:2px 0}
+details.probes{margin-top:3px;font-size:11.5px;color:var(--muted)}
+details.probes>summary{cursor:pointer}
+details.probes .probe{color:var(--muted)}
 .legend{font-size:12.5px;color:var(--muted);margin:4px 0 8px}
 .legend span{display:inline-block;margin-right:14px}
 .legend i{display:inline-block;width:22px;height:12px;vertical-align:middle;margin-right:4px;border:1px solid var(--line)}
@@ -539,11 +543,11 @@ fn checklists(h: &mut String, eval: &Evaluation) {
                 esc(&list.profile)
             );
         }
-        h.push_str(r#"<table class="checklist"><tr><th style="width:130px">status</th><th style="width:70px">item</th><th>runbook says</th><th style="width:38%">proven by</th></tr>"#);
+        h.push_str(r#"<table class="checklist"><tr><th style="width:130px">status</th><th style="width:80px">item</th><th>runbook says</th><th style="width:38%">proven by</th></tr>"#);
         for item in &list.items {
             let _ = write!(
                 h,
-                r#"<tr class="{}"><td>{}</td><td><b>{}</b></td><td>{}</td><td><ul class="proof">"#,
+                r#"<tr class="{}"><td>{}</td><td style="white-space:nowrap"><b>{}</b></td><td>{}</td><td><ul class="proof">"#,
                 coverage_row(item.status),
                 coverage_badge(item.status),
                 esc(&item.id),
@@ -665,44 +669,13 @@ fn intent_matrix(h: &mut String, view: &View<'_>) {
                     r#"<td class="{class}"><div class="cell-head">{}</div>"#,
                     esc(&head)
                 );
-                let mut sorted = list.clone();
-                sorted.sort_by_key(|o| (o.outcome(), o.at));
-                for o in sorted.iter().take(MAX_MATRIX_LINES) {
-                    let bad =
-                        matches!(o.outcome(), IntentOutcome::Widened | IntentOutcome::Blocked);
-                    let _ = write!(
-                        h,
-                        r##"<a class="probe{}" href="#{}">{} <code>{}</code>: {} → {}{}</a>"##,
-                        if bad { " bad" } else { "" },
-                        o.at.anchor(),
-                        esc(o.check.strip_prefix("intent.").unwrap_or(&o.check)),
-                        esc(&o.request()),
-                        o.expected.map(|d| d.label()).unwrap_or("?"),
-                        o.observed
-                            .map(|d| d.label().to_uppercase())
-                            .unwrap_or_else(|| "?".into()),
-                        o.decided_by
-                            .as_ref()
-                            .map(|d| format!(
-                                " <span class=\"small\">({})</span>",
-                                esc(&one_line(d, 40))
-                            ))
-                            .unwrap_or_default()
-                    );
-                }
-                if list.len() > MAX_MATRIX_LINES {
-                    let _ = write!(
-                        h,
-                        r#"<span class="small">+{} more</span>"#,
-                        list.len() - MAX_MATRIX_LINES
-                    );
-                }
+                matrix_cell_body(h, list);
                 h.push_str("</td>");
             }
             h.push_str("</tr>");
         }
         h.push_str("</table></div>");
-        h.push_str(r#"<p class="note">Each line: check (static = rendered policy, live = request through the data plane), request, promised → OBSERVED, and what decided it.</p>"#);
+        h.push_str(r#"<p class="note">Each cell: the verdict, the requests the callee serves to this caller (static = predicted from the configured policies, live = sent through the data plane; ✔ as promised, ✖ not), every request that broke its promise, and all probes with what decided them (folded).</p>"#);
     }
     if !view.unplaced_intents.is_empty() {
         h.push_str(r#"<h3>Intent checks without caller/callee evidence</h3><ul>"#);
@@ -717,6 +690,95 @@ fn intent_matrix(h: &mut String, view: &View<'_>) {
         h.push_str("</ul>");
     }
     h.push_str("</section>");
+}
+
+fn probe_line(o: &IntentObs) -> String {
+    let bad = o.status != Status::Passed
+        || matches!(o.outcome(), IntentOutcome::Widened | IntentOutcome::Blocked);
+    format!(
+        r##"<a class="probe{}" href="#{}">{} {} <code>{}</code>: {} → {}{}</a>"##,
+        if bad { " bad" } else { "" },
+        o.at.anchor(),
+        if bad { "✖" } else { "✔" },
+        esc(o.check.strip_prefix("intent.").unwrap_or(&o.check)),
+        esc(&o.request()),
+        o.expected.map(|d| d.label()).unwrap_or("?"),
+        o.observed
+            .map(|d| d.label().to_uppercase())
+            .unwrap_or_else(|| "?".into()),
+        o.decided_by
+            .as_ref()
+            .map(|d| format!(" <span class=\"small\">({})</span>", esc(&one_line(d, 60))))
+            .unwrap_or_default()
+    )
+}
+
+/// One matrix cell: the requests served (grouped, with each check's mark), the broken promises,
+/// and every probe folded away.
+fn matrix_cell_body(h: &mut String, list: &[&IntentObs]) {
+    let mut served: BTreeMap<String, Vec<&IntentObs>> = BTreeMap::new();
+    for o in list {
+        if o.expected == Some(super::view::Decision::Allow)
+            || o.observed == Some(super::view::Decision::Allow)
+        {
+            served.entry(o.request()).or_default().push(o);
+        }
+    }
+    if !served.is_empty() {
+        h.push_str(r#"<div class="served">"#);
+        for (request, obs) in served.iter().take(MAX_MATRIX_LINES) {
+            let marks: Vec<String> = obs
+                .iter()
+                .map(|o| {
+                    let ok = o.status == Status::Passed
+                        && !matches!(o.outcome(), IntentOutcome::Widened | IntentOutcome::Blocked);
+                    format!(
+                        r##"<a href="#{}">{} {}</a>"##,
+                        o.at.anchor(),
+                        esc(o.check.strip_prefix("intent.").unwrap_or(&o.check)),
+                        if ok { "✔" } else { "✖" }
+                    )
+                })
+                .collect();
+            let _ = write!(
+                h,
+                r#"<span class="probe"><code>{}</code> <span class="small">{}</span></span>"#,
+                esc(request),
+                marks.join(" ")
+            );
+        }
+        if served.len() > MAX_MATRIX_LINES {
+            let _ = write!(
+                h,
+                r#"<span class="small">+{} more served</span>"#,
+                served.len() - MAX_MATRIX_LINES
+            );
+        }
+        h.push_str("</div>");
+    }
+    let mut bad: Vec<&&IntentObs> = list
+        .iter()
+        .filter(|o| {
+            o.status != Status::Passed
+                || matches!(o.outcome(), IntentOutcome::Widened | IntentOutcome::Blocked)
+        })
+        .collect();
+    bad.sort_by_key(|o| (o.outcome(), o.at));
+    for o in bad.iter().take(MAX_MATRIX_LINES) {
+        h.push_str(&probe_line(o));
+    }
+    let mut all: Vec<&&IntentObs> = list.iter().collect();
+    all.sort_by_key(|o| (o.request(), o.check.clone()));
+    let _ = write!(
+        h,
+        r#"<details class="probes"><summary>{} probe{}</summary>"#,
+        all.len(),
+        if all.len() == 1 { "" } else { "s" }
+    );
+    for o in all {
+        h.push_str(&probe_line(o));
+    }
+    h.push_str("</details>");
 }
 
 /// mTLS proven for a whole profile: at least one `mtls.strict` result in its scenarios, all passed.

@@ -36,7 +36,7 @@ fn defs(id: &str) -> String {
     for (name, colour) in [("ok", GREEN), ("bad", RED), ("warn", AMBER), ("idle", GREY)] {
         let _ = write!(
             d,
-            r#"<marker id="{id}-arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="{colour}"/></marker>"#
+            r#"<marker id="{id}-arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="13" markerHeight="13" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="{colour}"/></marker>"#
         );
     }
     let _ = write!(
@@ -245,6 +245,8 @@ pub fn service_graph(
             if e.mtls { ", mTLS" } else { "" }
         );
         let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
+        // Padlocks sit past the middle, so the two arrows of a two-way pair keep theirs apart.
+        let (lx, ly) = (x1 + (x2 - x1) * 0.62, y1 + (y2 - y1) * 0.62);
         if let Some(text) = label {
             let w = text_width(text, 11.0) + 10.0;
             let _ = write!(
@@ -261,8 +263,8 @@ pub fn service_graph(
             let _ = write!(
                 labels,
                 r##"<use href="#{id}-lock" x="{}" y="{}" width="16" height="16"><title>mTLS</title></use>"##,
-                f(mx - 8.0),
-                f(my - 8.0 + if label.is_some() { 6.0 } else { 0.0 })
+                f(lx - 8.0),
+                f(ly - 8.0 + if label.is_some() { 6.0 } else { 0.0 })
             );
         }
     }

@@ -170,10 +170,20 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
         duration: started.elapsed(),
         tags: options.tags,
         profiles: refs,
-        versions: [("meshproof".to_owned(), env!("CARGO_PKG_VERSION").to_owned())].into(),
+        versions: versions(&context),
         scenarios,
         harness_errors,
     })
+}
+
+/// Every component that took part in the run, with its version.
+fn versions(context: &RunContext) -> std::collections::BTreeMap<String, String> {
+    let mut versions: std::collections::BTreeMap<String, String> =
+        [("meshproof".to_owned(), env!("CARGO_PKG_VERSION").to_owned())].into();
+    if let Some(envoy) = context.lab.envoy_version() {
+        versions.insert("envoy".to_owned(), envoy);
+    }
+    versions
 }
 
 /// The directory feature paths are reported relative to: the one holding `features/`.

@@ -1,9 +1,10 @@
 //! Reads `features/*.feature` and fills the `Examples` tables that ask for it from the selected
 //! profiles, so one feature file checks every service of whatever profile it runs against.
 //!
-//! An `Examples` block tagged `@each-profile`, `@each-service`, `@each-identity` or `@each-pair` gets
-//! one row per profile, per service (lab environment), per identity (every environment, every
-//! workload qualifier) or per caller → callee pair of services. Columns it may name: `profile`,
+//! An `Examples` block tagged `@each-profile`, `@each-service`, `@each-sidecar`, `@each-identity` or
+//! `@each-pair` gets one row per profile, per service (lab environment), per service behind a
+//! sidecar (ingress gateways excluded), per identity (every environment, every workload qualifier)
+//! or per caller → callee pair of services. Columns it may name: `profile`,
 //! `service`, `identity`, `spiffe_id`, `namespace`, `service_account`, `environment`, `from`, `to`. Rows written in the file are kept and crossed with the
 //! generated ones (so `| profile | fault |` with one row per fault runs every fault on every
 //! profile).
@@ -22,7 +23,13 @@ pub struct ProfileParser {
     pub profiles: Vec<Arc<Profile>>,
 }
 
-const GENERATORS: &[&str] = &["each-profile", "each-service", "each-identity", "each-pair"];
+const GENERATORS: &[&str] = &[
+    "each-profile",
+    "each-service",
+    "each-sidecar",
+    "each-identity",
+    "each-pair",
+];
 const COLUMNS: &[&str] = &[
     "profile",
     "service",
@@ -169,9 +176,14 @@ impl ProfileParser {
                         }
                     }
                 }
-                "each-service" => {
+                "each-service" | "each-sidecar" => {
                     let lab = profile.lab_identities();
-                    for service in &profile.services {
+                    // Sidecars: services that hold mesh traffic to mesh rules (not ingress gateways,
+                    // which must accept external clients).
+                    let services = profile.services.iter().filter(|s| {
+                        generator == "each-service" || s.role != crate::profile::Role::Ingress
+                    });
+                    for service in services {
                         let identity = lab
                             .iter()
                             .find(|i| i.service == service.name && i.workload.is_none());

@@ -15,6 +15,14 @@ use serde_json::{Value as Json, json};
 use super::tests_eval::policies;
 use super::*;
 
+/// Method, path, host, headers.
+type Shape = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn find_envoy() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MESHPROOF_ENVOY").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
@@ -269,7 +277,7 @@ fn real_envoy_enforces_what_evaluate_predicts() {
     assert_eq!(rbac.http.len(), 2);
     let _envoy = start(&envoy, &rbac, http_port, tcp_port, echo);
 
-    let shapes: [(&str, &str, &str, &[(&str, &str)]); 12] = [
+    let shapes: [Shape; 12] = [
         ("GET", "/quotes/AAPL", "market.EXAMPLE.com", &[]),
         ("GET", "/quotes/AAPL?x=1", "market.example.com", &[]),
         ("GET", "/quotesXYZ", "market.example.com", &[]),
@@ -294,6 +302,7 @@ fn real_envoy_enforces_what_evaluate_predicts() {
         ("GET", "/x.json", "db.internal", &[("x-block", "")]),
     ];
     let mut disagreements = Vec::new();
+    let mut seen = (0, 0);
     for (method, path, host, headers) in shapes {
         let mut req = Request::http("foo", &[], http_port, method, path)
             .with_host(host)
@@ -304,8 +313,14 @@ fn real_envoy_enforces_what_evaluate_predicts() {
         let predicted = evaluate(&config, &req);
         let status = http_status(http_port, &req);
         let observed = match status {
-            200 => true,
-            403 => false,
+            200 => {
+                seen.0 += 1;
+                true
+            }
+            403 => {
+                seen.1 += 1;
+                false
+            }
             other => panic!("unexpected status {other} for {}", req.describe()),
         };
         if observed != predicted.allowed {
@@ -316,6 +331,7 @@ fn real_envoy_enforces_what_evaluate_predicts() {
             ));
         }
     }
+    assert!(seen.0 >= 3 && seen.1 >= 3, "allowed/denied {seen:?}");
     // The DENY's HTTP-only rule loses its paths on TCP and so denies every connection.
     let tcp = Request::tcp("foo", &[], tcp_port).from_ip(Ipv4Addr::LOCALHOST.into());
     let predicted = evaluate(&config, &tcp);

@@ -19,6 +19,7 @@ use crate::spiffe::TrustBundle;
 
 pub mod echo;
 pub mod envoy;
+pub mod mesh;
 pub mod sds;
 pub mod sidecar;
 pub mod spire;
@@ -34,6 +35,7 @@ pub struct Lab {
     now: OffsetDateTime,
     workdir: PathBuf,
     pkis: Mutex<HashMap<String, Arc<LabPki>>>,
+    meshes: tokio::sync::Mutex<HashMap<String, Arc<mesh::LabMesh>>>,
 }
 
 impl Lab {
@@ -49,6 +51,7 @@ impl Lab {
             now,
             workdir,
             pkis: Mutex::new(HashMap::new()),
+            meshes: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -68,6 +71,37 @@ impl Lab {
         let built = Arc::new(self.build(profile)?);
         pkis.insert(profile.name.clone(), built.clone());
         Ok(built)
+    }
+
+    /// The profile's live mesh (real Envoy sidecars), started on first use and kept for the run.
+    pub async fn mesh(
+        &self,
+        profile: &Profile,
+        configured: &crate::configured::Configured,
+    ) -> Result<Arc<mesh::LabMesh>, TargetError> {
+        let mut meshes = self.meshes.lock().await;
+        if let Some(existing) = meshes.get(&profile.name) {
+            return Ok(existing.clone());
+        }
+        let pki = self.pki(profile)?;
+        let bundle = self.trust_bundle(profile)?;
+        let dir = self.workdir.join(&profile.name).join("mesh");
+        let started = mesh::LabMesh::start(profile, configured, &pki, bundle, &dir)
+            .await
+            .map_err(|e| self.error(e.to_string()))?;
+        let started = Arc::new(started);
+        meshes.insert(profile.name.clone(), started.clone());
+        Ok(started)
+    }
+
+    /// Versions of the lab's components that have started so far.
+    pub fn envoy_version(&self) -> Option<String> {
+        self.meshes
+            .try_lock()
+            .ok()?
+            .values()
+            .next()
+            .map(|m| m.envoy_version.clone())
     }
 
     fn build(&self, profile: &Profile) -> Result<LabPki, TargetError> {
@@ -103,6 +137,18 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Stop every sidecar (their drop kills and reaps Envoy) before their files go away.
+        if let Ok(mut meshes) = self.meshes.try_lock() {
+            meshes.clear();
+        }
+        // For debugging a lab run: keep Envoy's logs and configs (never reports: keys live here).
+        if std::env::var_os("MESHPROOF_KEEP_LAB").is_some() {
+            eprintln!(
+                "lab working directory kept (MESHPROOF_KEEP_LAB): {}",
+                self.workdir.display()
+            );
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }

@@ -17,7 +17,7 @@
 //!   data dir, socket, `unix` workload attestor and one-time join token, bootstrapped with the
 //!   server's bundle (no `insecure_bootstrap`), and waits until `agent list` shows every one of
 //!   them attested and each agent's own healthcheck passes. Finally it registers every profile
-//!   entry. Every wait polls with a bound ([`SpireLabConfig::wait`]); none is a fixed sleep.
+//!   entry and waits until every workload holds its SVID. Every wait polls with a bound ([`SpireLabConfig::wait`]); none is a fixed sleep.
 //! * **Workload identity in the lab.** The profile's selectors are Kubernetes ones
 //!   (`k8s:ns:…`, `k8s:sa:…`), which a machine without a kubelet cannot produce. Each distinct
 //!   selector set (one Kubernetes workload) becomes one lab workload that the `unix` attestor can
@@ -317,6 +317,9 @@ pub struct SpireLabConfig {
     /// Bound on every wait (server healthy, agents attested, an SVID arriving, ...).
     #[serde(serialize_with = "ser_duration")]
     pub wait: Duration,
+    /// `None`: [`Isolation::Uid`] when running as root, else [`Isolation::Path`]. Forcing
+    /// `Path` as root exercises the non-root fallback; forcing `Uid` without root is an error.
+    pub isolation: Option<Isolation>,
 }
 
 impl Default for SpireLabConfig {
@@ -327,6 +330,7 @@ impl Default for SpireLabConfig {
             x509_svid_ttl: Duration::from_secs(20),
             uid_base: DEFAULT_UID_BASE,
             wait: Duration::from_secs(30),
+            isolation: None,
         }
     }
 }
@@ -435,9 +439,20 @@ impl Svid {
         self.chain_der.first().map_or(&[], Vec::as_slice)
     }
 
-    /// Leaf serial, lowercase hex.
+    /// Leaf serial, lowercase hex without leading zero bytes (the form
+    /// [`crate::spiffe::VerifiedSvid::serial_hex`] and Envoy's `/certs` use).
     pub fn serial_hex(&self) -> String {
-        crate::pki::serial_hex(self.leaf()).unwrap_or_default()
+        let hex = crate::pki::serial_hex(self.leaf()).unwrap_or_default();
+        let mut s = hex.as_str();
+        // DER keeps a leading zero byte on serials whose top bit is set; it is not part of the
+        // number.
+        while s.len() > 2 {
+            match s.strip_prefix("00") {
+                Some(rest) => s = rest,
+                None => break,
+            }
+        }
+        s.to_owned()
     }
 
     pub fn sha256(&self) -> String {
@@ -488,6 +503,9 @@ pub struct StartTimings {
     /// All profile entries created.
     #[serde(serialize_with = "ser_millis", rename = "entries_created_ms")]
     pub entries_created: Duration,
+    /// First `entry create` → every profile workload holds its SVID (the agents' sync).
+    #[serde(serialize_with = "ser_millis", rename = "workloads_served_ms")]
+    pub workloads_served: Duration,
 }
 
 /// What a report needs to say about the lab SPIRE: versions, parameters, mapping, timings.
@@ -590,7 +608,13 @@ impl Proc {
 fn log_tail(path: &Path, redactions: &[Redaction]) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+    let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+    let tail = lines
+        .iter()
+        .skip(skip)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
     redact(redactions, &tail)
 }
 
@@ -807,10 +831,15 @@ impl SpireLab {
             )));
         }
         let own_ids = current_ids()?;
-        let isolation = if own_ids.0 == 0 {
-            Isolation::Uid
-        } else {
-            Isolation::Path
+        let isolation = match (config.isolation, own_ids.0 == 0) {
+            (Some(Isolation::Uid), false) => {
+                return Err(SpireError::Invalid(
+                    "uid isolation needs root (to run workloads under their own uids)".into(),
+                ));
+            }
+            (Some(forced), _) => forced,
+            (None, true) => Isolation::Uid,
+            (None, false) => Isolation::Path,
         };
         let root = std::env::temp_dir().join(format!(
             "meshproof-spire-{}-{}-{}",
@@ -909,6 +938,13 @@ impl SpireLab {
         let started = Instant::now();
         self.register_profile(profile).await?;
         self.timings.entries_created = started.elapsed();
+        // Ready means every workload holds its SVID, not just that the entries exist: agents
+        // learn about new entries on their next sync (every 5 s by default).
+        for workload in &self.workloads {
+            self.wait_for_svid(&workload.caller, &workload.spiffe_id)
+                .await?;
+        }
+        self.timings.workloads_served = started.elapsed();
         Ok(())
     }
 
@@ -1474,14 +1510,12 @@ plugins {{
             return Err(SpireError::Invalid(format!("agent {i} is already running")));
         }
         let current = self.agent_spiffe_id(i);
-        let margin = Duration::from_secs(3);
+        // Resuming needs the cached SVID to outlive the restart itself.
+        let margin = time::Duration::seconds(3);
         let now = OffsetDateTime::now_utc();
         let svid_still_valid = match &current {
             Some(id) => self.agents().await?.iter().any(|a| {
-                &a.spiffe_id == id
-                    && a.x509svid_expires_at.is_some_and(|t| {
-                        t - now > time::Duration::try_from(margin).unwrap_or(time::Duration::ZERO)
-                    })
+                &a.spiffe_id == id && a.x509svid_expires_at.is_some_and(|t| t - now > margin)
             }),
             None => false,
         };

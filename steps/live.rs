@@ -1,0 +1,391 @@
+use std::time::Duration;
+
+use cucumber::{given, then, when};
+
+use super::{MeshWorld, harness_error};
+use crate::checks::{self, intents, live};
+use crate::pki::Chaos;
+use crate::probe::{Probe, ProbeIdentity};
+use crate::profile::Decision;
+use crate::results::Status;
+
+#[given("the lab mesh is running for it")]
+async fn mesh_running(world: &mut MeshWorld) {
+    let ctx = world.ctx();
+    let profile = world.profile();
+    let configured = world.configured();
+    match ctx.lab.mesh(&profile, &configured).await {
+        Ok(mesh) => world.mesh = Some(mesh),
+        Err(e) => harness_error!("{e}"),
+    }
+}
+
+#[when(expr = "{string} calls {string} on every endpoint through its sidecar")]
+async fn calls_every_endpoint(world: &mut MeshWorld, from: String, to: String) {
+    let mesh = world.mesh();
+    let profile = world.profile();
+    for call in crate::intents::matrix(&profile)
+        .into_iter()
+        .filter(|c| c.from == from && c.to == to)
+    {
+        match mesh.call(&call).await {
+            Ok(observation) if observation.outcome.attempted() => {
+                world.observations.push((call, observation))
+            }
+            Ok(observation) => harness_error!(
+                "{}: the probe could not be sent: {}",
+                call.label(),
+                observation.outcome
+            ),
+            Err(e) => harness_error!("{}: {e}", call.label()),
+        }
+    }
+    if world.observations.is_empty() {
+        harness_error!("the intent matrix has no request from {from} to {to}");
+    }
+}
+
+#[then("every call was decided as the profile promises, and as the manifests predict")]
+fn decided_as_promised(world: &mut MeshWorld) {
+    let profile = world.profile();
+    let configured = world.configured();
+    let mut failures = Vec::new();
+    for (call, observation) in std::mem::take(&mut world.observations) {
+        let decision = intents::predict(&profile, &configured.policies, &call);
+        let predicted = if decision.allowed {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        };
+        let outcome = live::judge_call(
+            &call,
+            predicted,
+            &intents::decided_by(&decision),
+            &observation,
+        );
+        let result = checks::verdict(live::LIVE, &call.label(), outcome);
+        if result.status == Status::Failed {
+            failures.push(result.summary.clone());
+        }
+        world.checks.push(result);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[then(
+    expr = "{string} refuses plaintext, no client certificate, a foreign CA, an expired certificate and a foreign trust domain"
+)]
+async fn refuses_bad_peers(world: &mut MeshWorld, service: String) {
+    let ctx = world.ctx();
+    let profile = world.profile();
+    let mesh = world.mesh();
+    let pki = ctx
+        .lab
+        .pki(&profile)
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    // Any other workload's identity serves as the caller; the request must die before RBAC.
+    let Some(caller) = profile
+        .lab_identities()
+        .into_iter()
+        .find(|i| i.service != service)
+    else {
+        harness_error!(
+            "{} has no other workload to call {service} from",
+            profile.name
+        );
+    };
+    let caller_id = caller.spiffe_id.to_string();
+    let chaos = |c: Chaos| match pki.pki.issue_chaos(c, &caller_id, ctx.lab.now()) {
+        Ok(svid) => ProbeIdentity::from_chaos(&svid),
+        Err(e) => harness_error!("{e}"),
+    };
+    let Some(valid) = pki.svids.get(&caller_id) else {
+        harness_error!("no SVID for {caller_id}")
+    };
+    let cases: Vec<(String, ProbeIdentity)> = vec![
+        ("plaintext".into(), ProbeIdentity::Plaintext),
+        ("no client certificate".into(), ProbeIdentity::None),
+        (
+            format!("{caller_id} from a foreign CA"),
+            chaos(Chaos::ForeignRoot),
+        ),
+        (
+            format!("{caller_id} with an expired intermediate"),
+            chaos(Chaos::ExpiredIntermediate),
+        ),
+        (
+            format!(
+                "{} (foreign trust domain)",
+                Chaos::foreign_trust_domain(profile.trust_domain.as_str())
+            ),
+            chaos(Chaos::WrongTrustDomain),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, identity) in cases {
+        let observation = mesh
+            .direct(&service, identity, "/")
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let result = checks::verdict(
+            live::REFUSES,
+            &format!("{service} ← {what}"),
+            live::judge_refused(&what, &observation),
+        );
+        if result.status == Status::Failed {
+            failures.push(result.summary.clone());
+        }
+        world.checks.push(result);
+    }
+    let control = mesh
+        .direct(&service, ProbeIdentity::from_svid(valid), "/")
+        .await
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    let result = checks::verdict(
+        live::REFUSES,
+        &format!("{service} ← {caller_id}"),
+        live::judge_handshake(&caller_id, &control),
+    );
+    if result.status == Status::Failed {
+        failures.push(result.summary.clone());
+    }
+    world.checks.push(result);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[then(expr = "the sidecar of {string} serves the X.509-SVID the CA issued it")]
+async fn serves_its_svid(world: &mut MeshWorld, service: String) {
+    let ctx = world.ctx();
+    let profile = world.profile();
+    let mesh = world.mesh();
+    let Some(workload) = mesh.caller(&service) else {
+        harness_error!("no lab workload for {service}")
+    };
+    let pki = ctx
+        .lab
+        .pki(&profile)
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    let id = workload.identity.spiffe_id.to_string();
+    let Some(issued) = pki.svids.get(&id) else {
+        harness_error!("no SVID issued to {id}")
+    };
+    let served = workload
+        .sidecar
+        .admin()
+        .served_leaves()
+        .await
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    let want = crate::target::lab::envoy::normalize_serial(issued.serial_hex());
+    let outcome = match served.iter().find(|c| c.uri_sans.iter().any(|u| u == &id)) {
+        Some(c) if crate::target::lab::envoy::normalize_serial(&c.serial_hex) == want => Ok((
+            format!(
+                "serves {id}, serial {}, until {}",
+                c.serial_hex,
+                c.expiration_time.as_deref().unwrap_or("?")
+            ),
+            vec![
+                ("spiffe_id".into(), id.clone()),
+                ("serial".into(), c.serial_hex.clone()),
+                (
+                    "not_before".into(),
+                    c.valid_from.clone().unwrap_or_default(),
+                ),
+                (
+                    "not_after".into(),
+                    c.expiration_time.clone().unwrap_or_default(),
+                ),
+                ("source".into(), "envoy admin /certs".into()),
+            ],
+        )),
+        Some(c) => Err(format!(
+            "serves {id} with serial {}, but the CA issued {}",
+            c.serial_hex,
+            issued.serial_hex()
+        )),
+        None => Err(format!(
+            "serves no certificate for {id} (admin /certs shows {:?})",
+            served.iter().map(|c| &c.uri_sans).collect::<Vec<_>>()
+        )),
+    };
+    world.record(checks::verdict("identity.served", &service, outcome));
+}
+
+#[when("the lab CA rotates the certificate of a callee while an allowed caller keeps calling it")]
+async fn rotate_under_load(world: &mut MeshWorld) {
+    let ctx = world.ctx();
+    let profile = world.profile();
+    let mesh = world.mesh();
+    let Some(call) = crate::intents::matrix(&profile)
+        .into_iter()
+        .find(|c| c.expected == Decision::Allow)
+    else {
+        harness_error!(
+            "{} allows no call to keep flowing during rotation",
+            profile.name
+        );
+    };
+    let Some(callee) = mesh.caller(&call.to) else {
+        harness_error!("no lab workload for {}", call.to)
+    };
+    let pki = ctx
+        .lab
+        .pki(&profile)
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    let id = callee.identity.spiffe_id.to_string();
+    let before = pki
+        .svids
+        .get(&id)
+        .map(|s| s.serial_hex().to_owned())
+        .unwrap_or_default();
+    let fresh = pki
+        .pki
+        .issue_workload_svid(&id, ctx.lab.now())
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    let caller = mesh
+        .caller(&call.from)
+        .and_then(|w| w.sidecar.outbound_addr(&call.to));
+    let Some(outbound) = caller else {
+        harness_error!("{} has no route to {}", call.from, call.to)
+    };
+    let probe = Probe::via_sidecar(outbound, call.to.clone())
+        .method(call.method.clone())
+        .path(call.path.clone());
+    let prepared = probe.prepare().unwrap_or_else(|e| harness_error!("{e}"));
+    // Probes run before, during and after the swap; the sidecar must never drop a request.
+    let mut sent = 0;
+    let mut failed = Vec::new();
+    let observe = async |sent: &mut usize, failed: &mut Vec<String>| {
+        let o = prepared.send().await;
+        *sent += 1;
+        if !o.outcome.is_success() {
+            failed.push(o.outcome.to_string());
+        }
+    };
+    for _ in 0..5 {
+        observe(&mut sent, &mut failed).await;
+    }
+    callee
+        .sidecar
+        .rotate(&crate::target::lab::sidecar::Credentials::from_svid(&fresh))
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    let picked_up = callee
+        .sidecar
+        .wait_for_serial(fresh.serial_hex(), Duration::from_secs(10))
+        .await;
+    for _ in 0..5 {
+        observe(&mut sent, &mut failed).await;
+    }
+    let outcome = match picked_up {
+        Ok(after) if failed.is_empty() => Ok((
+            format!(
+                "{id}: serial {before} → {} picked up in {:.1} ms without restart; {sent} calls {}, 0 failed",
+                fresh.serial_hex(),
+                after.as_secs_f64() * 1e3,
+                call.label()
+            ),
+            vec![
+                ("spiffe_id".into(), id.clone()),
+                ("serial_before".into(), before.clone()),
+                ("serial".into(), fresh.serial_hex().to_owned()),
+                ("not_before".into(), checks::rfc3339(fresh.not_before())),
+                ("not_after".into(), checks::rfc3339(fresh.not_after())),
+                (
+                    "picked_up_ms".into(),
+                    format!("{:.1}", after.as_secs_f64() * 1e3),
+                ),
+            ],
+        )),
+        Ok(_) => Err(format!(
+            "{id}: rotated, but {} of {sent} calls failed during rotation: {}",
+            failed.len(),
+            failed.join("; ")
+        )),
+        Err(e) => Err(format!("{id}: the new certificate was not served: {e}")),
+    };
+    world.pending = Some(checks::verdict("rotation.workload", &id, outcome));
+}
+
+#[then("the sidecar serves the new certificate and no call failed")]
+fn rotation_held(world: &mut MeshWorld) {
+    let Some(result) = world.pending.take() else {
+        harness_error!("no rotation was performed")
+    };
+    world.record(result);
+}
+
+#[then("the callees' Envoy RBAC counters account for every allowed and denied call")]
+async fn rbac_counters(world: &mut MeshWorld) {
+    let profile = world.profile();
+    let mesh = world.mesh();
+    let mut failures = Vec::new();
+    for callee in profile
+        .services
+        .iter()
+        .filter(|s| s.role != crate::profile::Role::Ingress)
+    {
+        let Some(workload) = mesh.caller(&callee.name) else {
+            continue;
+        };
+        let before = workload
+            .sidecar
+            .admin()
+            .rbac(None)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let calls: Vec<_> = crate::intents::matrix(&profile)
+            .into_iter()
+            .filter(|c| c.to == callee.name)
+            .collect();
+        let (mut allowed, mut denied) = (0u64, 0u64);
+        for call in &calls {
+            let o = mesh
+                .call(call)
+                .await
+                .unwrap_or_else(|e| harness_error!("{e}"));
+            match live::observed_decision(&o) {
+                Some(Decision::Allow) => allowed += 1,
+                Some(Decision::Deny) => denied += 1,
+                None => {}
+            }
+        }
+        let after = workload
+            .sidecar
+            .admin()
+            .rbac(None)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        // Other scenarios may call concurrently, so counters grow by at least our own calls.
+        let (da, dd) = (
+            after.allowed.saturating_sub(before.allowed),
+            after.denied.saturating_sub(before.denied),
+        );
+        let outcome = if denied > 0 && dd < denied {
+            Err(format!(
+                "{}: {denied} calls were refused but rbac.denied grew by {dd}",
+                callee.name
+            ))
+        } else if allowed > 0 && da < allowed && after.allowed == 0 {
+            Err(format!(
+                "{}: {allowed} calls were served but rbac.allowed is 0",
+                callee.name
+            ))
+        } else {
+            Ok((
+                format!(
+                    "{}: envoy_http_rbac_denied +{dd} (≥ {denied} refused), allowed +{da}",
+                    callee.name
+                ),
+                vec![
+                    ("rbac_allowed".into(), after.allowed.to_string()),
+                    ("rbac_denied".into(), after.denied.to_string()),
+                ],
+            ))
+        };
+        let result = checks::verdict("metrics.rbac", &callee.name, outcome);
+        if result.status == Status::Failed {
+            failures.push(result.summary.clone());
+        }
+        world.checks.push(result);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,142 @@
+//! The live lab run against broken manifests: every mutant that changes traffic fails the run with
+//! exit 1, and the failure quotes the request that was really sent and what came back. Needs Envoy
+//! (scripts/setup installs it); without it the run is a harness error (exit 2), which also fails.
+
+mod common;
+
+use common::{meshproof, mutant, replace};
+
+fn live_run(profile: &str, manifests: &std::path::Path, tags: &str) -> (Option<i32>, String) {
+    let out = tempfile::tempdir().unwrap();
+    let o = meshproof(&[
+        "run",
+        "--profile",
+        profile,
+        "--manifests",
+        manifests.to_str().unwrap(),
+        "--tags",
+        tags,
+        "--out",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+fn assert_live_failure(profile: &str, dir: &std::path::Path, tags: &str, naming: &[&str]) {
+    let (code, text) = live_run(profile, dir, tags);
+    assert_eq!(code, Some(1), "the live run must fail (exit 1):\n{text}");
+    for n in naming {
+        assert!(text.contains(n), "the failure quotes {n:?}:\n{text}");
+    }
+}
+
+#[test]
+fn healthy_manifests_pass_live() {
+    let dir = mutant("tradepulse", |_, t| t);
+    let (code, text) = live_run("tradepulse", dir.path(), "@live");
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn allow_all_is_observed_as_widened_access() {
+    let allow_all = "\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-all\n  namespace: execution\nspec:\n  rules:\n  - {}\n";
+    let dir = mutant("tradepulse", move |name, text| {
+        if name == "authorization-policies.yaml" {
+            text + allow_all
+        } else {
+            text
+        }
+    });
+    assert_live_failure(
+        "tradepulse",
+        dir.path(),
+        "@live and @intents",
+        &[
+            "WIDENED ACCESS observed",
+            "ingestion → execution GET /quotes/probe → HTTP 200",
+        ],
+    );
+}
+
+#[test]
+fn permissive_is_observed_accepting_plaintext() {
+    let dir = mutant(
+        "tradepulse",
+        replace(
+            "peer-authentication.yaml",
+            "mode: STRICT",
+            "mode: PERMISSIVE",
+        ),
+    );
+    assert_live_failure(
+        "tradepulse",
+        dir.path(),
+        "@live and @mtls",
+        &["plaintext: ACCEPTED by the sidecar"],
+    );
+}
+
+#[test]
+fn a_deleted_allow_rule_is_observed_as_narrowed_access() {
+    let dir = mutant(
+        "tradepulse",
+        replace(
+            "authorization-policies.yaml",
+            "  - from:\n    - source:\n        principals:\n        - tradepulse/prod/strategy\n        - tradepulse/prod/strategy/*\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /quotes/*\n        ports:\n        - \"8080\"\n",
+            "",
+        ),
+    );
+    assert_live_failure(
+        "tradepulse",
+        dir.path(),
+        "@live and @intents",
+        &[
+            "narrowed access observed",
+            "strategy → execution GET /quotes/probe → HTTP 403",
+        ],
+    );
+}
+
+#[test]
+fn a_path_typo_is_observed() {
+    let dir = mutant(
+        "tradepulse",
+        replace(
+            "authorization-policies.yaml",
+            "        - /quotes/*\n",
+            "        - /quote/*\n",
+        ),
+    );
+    assert_live_failure(
+        "tradepulse",
+        dir.path(),
+        "@live and @intents",
+        &["strategy → execution GET /quotes/probe → HTTP 403"],
+    );
+}
+
+#[test]
+fn a_wrong_principal_is_observed() {
+    let dir = mutant(
+        "soma-agent-hub",
+        replace(
+            "authorization-policies.yaml",
+            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway-api\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
+            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
+        ),
+    );
+    assert_live_failure(
+        "soma-agent-hub",
+        dir.path(),
+        "@live and @intents",
+        &["gateway-api → orchestrator GET /ready → HTTP 403"],
+    );
+}
