@@ -62,6 +62,9 @@ enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Audit evidence bundles.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// Submit an object (YAML file) to the profile's admission policies; prints Gatekeeper's
     /// denial text. Exit 0 admitted, 1 denied.
     Admit {
@@ -104,6 +107,10 @@ struct RunArgs {
     /// Re-run a failed scenario up to N times; reports count it once, with its final outcome.
     #[arg(long, default_value_t = 0, value_name = "N")]
     retries: usize,
+    /// Ed25519 key (PKCS#8 PEM or DER, e.g. `openssl genpkey -algorithm ed25519`) that signs the
+    /// evidence bundle [default: a fresh key per run; its public half is printed and recorded].
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
     /// Print only the summary, not a line per scenario.
     #[arg(long, short)]
     quiet: bool,
@@ -115,6 +122,20 @@ enum ProfileCommand {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Check a run's evidence bundle: every file's SHA-256 against the manifest, no file missing
+    /// or added, and the Ed25519 signature. Exit 0 intact, 1 tampered, 2 unreadable.
+    Verify {
+        /// A run folder (reports/<run-id>) or its evidence/ folder.
+        dir: PathBuf,
+        /// The public key the bundle must be signed with (hex, base64, PEM, or a file holding
+        /// one) [default: the key recorded in the bundle, which proves integrity, not origin].
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -136,6 +157,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Profile(ProfileCommand::Check { files }) => profile_check(&files),
         Command::Pki(PkiCommand::Init { profile, out }) => pki_init(&profile, &out),
+        Command::Evidence(EvidenceCommand::Verify { dir, public_key }) => {
+            evidence_verify(&dir, public_key.as_deref())
+        }
         Command::Render {
             profile,
             out,
@@ -381,4 +405,33 @@ fn admit(selector: &str, manifests: Option<&std::path::Path>, file: &std::path::
         }
     }
     code
+}
+
+fn evidence_verify(dir: &std::path::Path, public_key: Option<&str>) -> u8 {
+    use report::evidence::{self, PublicKey};
+    let key = match public_key {
+        None => None,
+        Some(text) if std::path::Path::new(text).is_file() => {
+            match PublicKey::from_file(std::path::Path::new(text)) {
+                Ok(k) => Some(k),
+                Err(e) => return harness_failure(e),
+            }
+        }
+        Some(text) => match PublicKey::parse(text) {
+            Ok(k) => Some(k),
+            Err(e) => return harness_failure(e),
+        },
+    };
+    let bundle = if dir.join("evidence").is_dir() {
+        dir.join("evidence")
+    } else {
+        dir.to_path_buf()
+    };
+    match evidence::verify(&bundle, key.as_ref()) {
+        Ok(report) => {
+            say!("{report}");
+            u8::from(!report.is_clean())
+        }
+        Err(e) => harness_failure(e),
+    }
 }

@@ -35,6 +35,8 @@ pub struct StepResult {
     pub text: String,
     pub status: Status,
     pub error: Option<String>,
+    /// From the step's start to its verdict (absent for steps that never started).
+    pub duration: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Serialize)]

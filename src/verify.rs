@@ -14,8 +14,7 @@ pub const UNSUPPORTED: &str = "policy.unsupported";
 pub fn verify(profile: &Profile, configured: &Configured) -> Vec<CheckResult> {
     let mut out = Vec::new();
     for call in crate::intents::matrix(profile) {
-        let outcome = intents::judge_static(profile, &configured.policies, &call);
-        out.push(checks::verdict(intents::STATIC, &call.label(), outcome));
+        out.push(intents::judge_static(profile, &configured.policies, &call));
     }
     out.push(checks::verdict(
         mtls::STRICT,

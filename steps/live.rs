@@ -57,13 +57,12 @@ fn decided_as_promised(world: &mut MeshWorld) {
         } else {
             Decision::Deny
         };
-        let outcome = live::judge_call(
+        let result = live::judge_call(
             &call,
             predicted,
             &intents::decided_by(&decision),
             &observation,
         );
-        let result = checks::verdict(live::LIVE, &call.label(), outcome);
         if result.status == Status::Failed {
             failures.push(result.summary.clone());
         }

@@ -5,6 +5,7 @@ mod identity;
 mod live;
 mod pki;
 mod policy;
+mod spire;
 mod world;
 
 pub use world::{MeshWorld, RunContext};

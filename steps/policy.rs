@@ -28,11 +28,7 @@ fn predicted_as_promised(world: &mut MeshWorld, from: String, to: String) {
     // Record every verdict, then fail with all mismatches at once.
     let mut failures = Vec::new();
     for call in &calls {
-        let result = checks::verdict(
-            intents::STATIC,
-            &call.label(),
-            intents::judge_static(&profile, &configured.policies, call),
-        );
+        let result = intents::judge_static(&profile, &configured.policies, call);
         if result.status == crate::results::Status::Failed {
             failures.push(result.summary.clone());
         }

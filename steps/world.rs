@@ -81,6 +81,8 @@ pub struct MeshWorld {
     pub observations: Vec<(crate::intents::ExpectedCall, crate::probe::Observation)>,
     /// A verdict reached in a When step, recorded by the Then step that asserts it.
     pub pending: Option<CheckResult>,
+    /// The profile's running SPIRE lab.
+    pub spire: Option<crate::target::lab::SharedSpire>,
 }
 
 impl MeshWorld {
@@ -115,6 +117,15 @@ impl MeshWorld {
             Some(c) => c.clone(),
             None => super::harness_error!(
                 "no manifests loaded: the scenario needs `And the manifests configured for it`"
+            ),
+        }
+    }
+
+    pub fn spire(&self) -> crate::target::lab::SharedSpire {
+        match &self.spire {
+            Some(s) => s.clone(),
+            None => super::harness_error!(
+                "SPIRE is not running: the scenario needs `And its SPIRE server and agents are running`"
             ),
         }
     }

@@ -118,6 +118,7 @@ fn scenario(
             text: format!("the profile \"{p}\""),
             status: Status::Passed,
             error: None,
+            duration: None,
         });
     }
     steps.push(StepResult {
@@ -131,6 +132,7 @@ fn scenario(
                 .map(|c| format!("{} {}: {}", c.check, c.subject, c.summary))
                 .unwrap_or_default()
         }),
+        duration: None,
     });
     ScenarioResult {
         feature: match file {

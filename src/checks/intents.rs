@@ -13,6 +13,7 @@
 use crate::intents::ExpectedCall;
 use crate::policy::istio::{self, AuthzDecision, MeshPolicies, Request};
 use crate::profile::{Decision, Profile};
+use crate::results::CheckResult;
 
 pub const STATIC: &str = "intent.static";
 pub const LIVE: &str = "intent.live";
@@ -68,12 +69,13 @@ pub fn evidence(call: &ExpectedCall, observed: Decision, decided: &str) -> Vec<(
     ]
 }
 
-/// Judges one call statically.
+/// Judges one call statically. The verdict carries its evidence whether it passed or failed: a
+/// widened access is exactly the verdict an auditor needs the caller, callee and policy of.
 pub fn judge_static(
     profile: &Profile,
     policies: &MeshPolicies,
     call: &ExpectedCall,
-) -> Result<(String, Vec<(String, String)>), String> {
+) -> CheckResult {
     let decision = predict(profile, policies, call);
     let predicted = if decision.allowed {
         Decision::Allow
@@ -81,26 +83,30 @@ pub fn judge_static(
         Decision::Deny
     };
     let by = decided_by(&decision);
-    if predicted == call.expected {
-        return Ok((
+    let outcome = if predicted == call.expected {
+        Ok((
             format!("{} predicted {} by {by}", call.label(), word(predicted)),
-            evidence(call, predicted, &by),
-        ));
-    }
-    let kind = if predicted == Decision::Allow {
-        "WIDENED ACCESS"
+            Vec::new(),
+        ))
     } else {
-        "narrowed access"
+        let kind = if predicted == Decision::Allow {
+            "WIDENED ACCESS"
+        } else {
+            "narrowed access"
+        };
+        Err(format!(
+            "{kind}: {} as {} is promised {} ({}) but the manifests {} it: {by}; {}",
+            call.label(),
+            call.principal,
+            word(call.expected),
+            call.intent_line
+                .map(|l| format!("profile line {l}"))
+                .unwrap_or_else(|| "default deny".into()),
+            word(predicted),
+            decision.explanation
+        ))
     };
-    Err(format!(
-        "{kind}: {} as {} is promised {} ({}) but the manifests {} it: {by}; {}",
-        call.label(),
-        call.principal,
-        word(call.expected),
-        call.intent_line
-            .map(|l| format!("profile line {l}"))
-            .unwrap_or_else(|| "default deny".into()),
-        word(predicted),
-        decision.explanation
-    ))
+    let mut result = super::verdict(STATIC, &call.label(), outcome);
+    result.evidence = evidence(call, predicted, &by);
+    result
 }

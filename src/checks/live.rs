@@ -15,6 +15,7 @@
 use crate::intents::ExpectedCall;
 use crate::probe::{Observation, Outcome};
 use crate::profile::Decision;
+use crate::results::CheckResult;
 
 pub const LIVE: &str = "intent.live";
 pub const REFUSES: &str = "mtls.refuses";
@@ -37,61 +38,66 @@ pub fn observed_decision(observation: &Observation) -> Option<Decision> {
     }
 }
 
+/// Judges one observed call. The verdict carries the call and the observation, pass or fail.
 pub fn judge_call(
     call: &ExpectedCall,
     predicted: Decision,
     decided_by: &str,
     observation: &Observation,
-) -> Verdict {
+) -> CheckResult {
     let seen = format!(
         "{} → {} (latency {:.1} ms)",
         call.label(),
         observation.outcome,
         observation.latency.as_secs_f64() * 1e3
     );
-    let Some(observed) = observed_decision(observation) else {
-        return Err(format!(
+    let observed = observed_decision(observation);
+    let outcome = match observed {
+        None => Err(format!(
             "{seen}: neither served nor refused by RBAC; the sidecars between honest workloads failed"
-        ));
-    };
-    if observed == Decision::Allow
-        && observation.peer_seen.as_deref() != Some(&call.principal.to_string())
-    {
-        return Err(format!(
-            "{seen}: served, but the callee saw the caller as {:?}, not {}",
-            observation.peer_seen, call.principal
-        ));
-    }
-    if observed != call.expected {
-        let kind = if observed == Decision::Allow {
-            "WIDENED ACCESS"
-        } else {
-            "narrowed access"
-        };
-        return Err(format!(
-            "{kind} observed: {seen}; promised {}",
-            word(call.expected)
-        ));
-    }
-    if observed != predicted {
-        return Err(format!(
+        )),
+        Some(Decision::Allow)
+            if observation.peer_seen.as_deref() != Some(&call.principal.to_string()) =>
+        {
+            Err(format!(
+                "{seen}: served, but the callee saw the caller as {:?}, not {}",
+                observation.peer_seen, call.principal
+            ))
+        }
+        Some(o) if o != call.expected => {
+            let kind = if o == Decision::Allow {
+                "WIDENED ACCESS"
+            } else {
+                "narrowed access"
+            };
+            Err(format!(
+                "{kind} observed: {seen}; promised {}",
+                word(call.expected)
+            ))
+        }
+        Some(o) if o != predicted => Err(format!(
             "static and live disagree: {seen}, but the manifests predict {} ({decided_by})",
             word(predicted)
-        ));
-    }
-    let mut evidence = super::intents::evidence(call, observed, decided_by);
+        )),
+        Some(o) => Ok((
+            format!("{seen}: {} as promised and predicted", word(o)),
+            Vec::new(),
+        )),
+    };
+    let mut evidence =
+        super::intents::evidence(call, observed.unwrap_or(Decision::Deny), decided_by);
     evidence.push(("outcome".into(), observation.outcome.to_string()));
     evidence.push((
         "latency_ms".into(),
         format!("{:.2}", observation.latency.as_secs_f64() * 1e3),
     ));
+    evidence.push(("mtls".into(), "true".into()));
     if let Some(peer) = &observation.peer_seen {
         evidence.push(("peer_seen".into(), peer.clone()));
     }
-    Ok((
-        format!("{seen}: {} as promised and predicted", word(observed)),
-        evidence,
-    ))
+    let mut result = super::verdict(LIVE, &call.label(), outcome);
+    result.evidence = evidence;
+    result
 }
 
 /// A request that must have been refused at the transport (mTLS) layer.

@@ -6,6 +6,7 @@ pub mod intents;
 pub mod live;
 pub mod mtls;
 pub mod pki;
+pub mod spire;
 
 use crate::results::{CheckResult, Status};
 

@@ -264,8 +264,11 @@ fn scan_line(line: &str) -> Vec<SecretKind> {
                 .iter()
                 .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-' || **c == b'_')
                 .count();
+            // The SPIRE lab replaces the token inside agent IDs with `redacted-agent-<i>-token-<n>`:
+            // that marker is the absence of a secret.
+            let redacted = lower[i..].starts_with("redacted");
             // `"join_token": null` or `join_token: false` are not tokens; real ones are long.
-            if len >= 8 {
+            if len >= 8 && !redacted {
                 kinds.push(SecretKind::SpireJoinToken);
             }
         }
@@ -408,6 +411,7 @@ mod tests {
             "No private key, token or secret is ever written to a report",
             "key readable by its owner only (0600)",
             r#"{"join_token": null, "serial": "403aab7ddaddeb7890895ae2d2d5cd33"}"#,
+            "spiffe://soma-agent-hub.local/spire/agent/join_token/redacted-agent-0-token-1",
             "Bearer tokens are refused",
             "run 20261122-212004-095c joined 6f9619ff-8b86-d011-b42d",
             "spiffe://tradepulse/prod/strategy sha256 96d2ce0a1f277d2213de07e3241068ddaa46c3cab8c9ace4af8c4058c56f1d95",

@@ -183,6 +183,19 @@ fn versions(context: &RunContext) -> std::collections::BTreeMap<String, String> 
     if let Some(envoy) = context.lab.envoy_version() {
         versions.insert("envoy".to_owned(), envoy);
     }
+    if let Some(spire) = context.lab.spire_report() {
+        versions.insert("spire-server".to_owned(), spire.binaries.server_version);
+        versions.insert("spire-agent".to_owned(), spire.binaries.agent_version);
+        // The lab's short TTLs stand in for the profile's; reports must say which were used.
+        versions.insert(
+            "spire lab TTLs".to_owned(),
+            format!(
+                "ca_ttl {}, x509 SVID ttl {}",
+                crate::duration::format(spire.config.ca_ttl),
+                crate::duration::format(spire.config.x509_svid_ttl)
+            ),
+        );
+    }
     versions
 }
 

@@ -4,7 +4,8 @@
 //! An `Examples` block tagged `@each-profile`, `@each-service`, `@each-sidecar`, `@each-identity` or
 //! `@each-pair` gets one row per profile, per service (lab environment), per service behind a
 //! sidecar (ingress gateways excluded), per identity (every environment, every workload qualifier)
-//! or per caller → callee pair of services. Columns it may name: `profile`,
+//! or per caller → callee pair of services; `@only-spire` beside it keeps only profiles whose
+//! identity provider is SPIRE. Columns it may name: `profile`,
 //! `service`, `identity`, `spiffe_id`, `namespace`, `service_account`, `environment`, `from`, `to`. Rows written in the file are kept and crossed with the
 //! generated ones (so `| profile | fault |` with one row per fault runs every fault on every
 //! profile).
@@ -123,7 +124,9 @@ impl ProfileParser {
                 };
                 let header = table.rows.first().cloned().unwrap_or_default();
                 let authored: Vec<Vec<String>> = table.rows.iter().skip(1).cloned().collect();
-                let generated = self.rows(&generator);
+                // `@only-spire` narrows the generated rows to profiles whose identity provider is SPIRE.
+                let only_spire = examples.tags.iter().any(|t| t == "only-spire");
+                let generated = self.rows(&generator, only_spire);
                 let mut rows = vec![header.clone()];
                 for values in &generated {
                     let authored_rows = if authored.is_empty() {
@@ -155,9 +158,12 @@ impl ProfileParser {
         Ok(feature)
     }
 
-    fn rows(&self, generator: &str) -> Vec<Vec<(&'static str, String)>> {
+    fn rows(&self, generator: &str, only_spire: bool) -> Vec<Vec<(&'static str, String)>> {
         let mut out = Vec::new();
-        for profile in &self.profiles {
+        let spire = |p: &&Arc<Profile>| {
+            !only_spire || p.provider == crate::profile::IdentityProvider::Spire
+        };
+        for profile in self.profiles.iter().filter(spire) {
             let name = profile.name.clone();
             match generator {
                 "each-profile" => out.push(vec![("profile", name)]),

@@ -28,6 +28,8 @@ pub struct ResultsWriter {
     progress: bool,
     order: Vec<ScenarioKey>,
     scenarios: HashMap<ScenarioKey, (ScenarioResult, Instant)>,
+    /// When the current step of each running scenario started.
+    step_started: HashMap<ScenarioKey, Instant>,
     pub harness_errors: Vec<String>,
 }
 
@@ -88,8 +90,12 @@ impl ResultsWriter {
                 self.scenarios.insert(key, (result, Instant::now()));
             }
             Scenario::Step(step, ev) | Scenario::Background(step, ev) => {
+                if matches!(ev, Step::Started) {
+                    self.step_started.insert(key.clone(), Instant::now());
+                }
+                let took = self.step_started.get(&key).map(Instant::elapsed);
                 if let Some((result, _)) = self.scenarios.get_mut(&key) {
-                    record_step(result, &step, ev);
+                    record_step(result, &step, ev, took);
                 }
             }
             Scenario::Hook(_, event::Hook::Failed(_, info)) => {
@@ -100,6 +106,7 @@ impl ResultsWriter {
                         text: String::new(),
                         status: Status::Error,
                         error: Some(panic_text(&info)),
+                        duration: None,
                     });
                 }
             }
@@ -145,7 +152,12 @@ fn print_progress(result: &ScenarioResult, retrying: bool) {
     );
 }
 
-fn record_step<W>(result: &mut ScenarioResult, step: &gherkin::Step, ev: Step<W>) {
+fn record_step<W>(
+    result: &mut ScenarioResult,
+    step: &gherkin::Step,
+    ev: Step<W>,
+    took: Option<Duration>,
+) {
     let (status, error) = match ev {
         Step::Started => return,
         Step::Passed(..) => (Status::Passed, None),
@@ -172,6 +184,7 @@ fn record_step<W>(result: &mut ScenarioResult, step: &gherkin::Step, ev: Step<W>
         text: step.value.clone(),
         status,
         error,
+        duration: took,
     });
 }
 

@@ -36,7 +36,11 @@ pub struct Lab {
     workdir: PathBuf,
     pkis: Mutex<HashMap<String, Arc<LabPki>>>,
     meshes: tokio::sync::Mutex<HashMap<String, Arc<mesh::LabMesh>>>,
+    spires: tokio::sync::Mutex<HashMap<String, SharedSpire>>,
 }
+
+/// A running SPIRE lab, shared by scenarios: readers observe, a drill takes the write lock.
+pub type SharedSpire = Arc<tokio::sync::RwLock<spire::SpireLab>>;
 
 impl Lab {
     /// A lab whose clock is fixed at `now` for the whole run, so every check judges one instant.
@@ -52,6 +56,7 @@ impl Lab {
             workdir,
             pkis: Mutex::new(HashMap::new()),
             meshes: tokio::sync::Mutex::new(HashMap::new()),
+            spires: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -92,6 +97,31 @@ impl Lab {
         let started = Arc::new(started);
         meshes.insert(profile.name.clone(), started.clone());
         Ok(started)
+    }
+
+    /// The profile's SPIRE server and agents (real processes), started on first use with the
+    /// lab's short TTLs and kept for the run. Only for profiles whose identity provider is SPIRE.
+    pub async fn spire(&self, profile: &Profile) -> Result<SharedSpire, TargetError> {
+        let mut spires = self.spires.lock().await;
+        if let Some(existing) = spires.get(&profile.name) {
+            return Ok(existing.clone());
+        }
+        if profile.provider != crate::profile::IdentityProvider::Spire {
+            return Err(self.error(format!("profile {} does not use SPIRE", profile.name)));
+        }
+        let started = spire::SpireLab::start(profile, spire::SpireLabConfig::default())
+            .await
+            .map_err(|e| self.error(e.to_string()))?;
+        let shared = Arc::new(tokio::sync::RwLock::new(started));
+        spires.insert(profile.name.clone(), shared.clone());
+        Ok(shared)
+    }
+
+    /// Versions of the SPIRE binaries, once a SPIRE lab has started.
+    pub fn spire_report(&self) -> Option<spire::SpireLabReport> {
+        let spires = self.spires.try_lock().ok()?;
+        let lab = spires.values().next()?.try_read().ok()?;
+        Some(lab.report())
     }
 
     /// Versions of the lab's components that have started so far.
@@ -140,6 +170,9 @@ impl Drop for Lab {
         // Stop every sidecar (their drop kills and reaps Envoy) before their files go away.
         if let Ok(mut meshes) = self.meshes.try_lock() {
             meshes.clear();
+        }
+        if let Ok(mut spires) = self.spires.try_lock() {
+            spires.clear();
         }
         // For debugging a lab run: keep Envoy's logs and configs (never reports: keys live here).
         if std::env::var_os("MESHPROOF_KEEP_LAB").is_some() {

@@ -17,7 +17,8 @@
 //!   data dir, socket, `unix` workload attestor and one-time join token, bootstrapped with the
 //!   server's bundle (no `insecure_bootstrap`), and waits until `agent list` shows every one of
 //!   them attested and each agent's own healthcheck passes. Finally it registers every profile
-//!   entry and waits until every workload holds its SVID. Every wait polls with a bound ([`SpireLabConfig::wait`]); none is a fixed sleep.
+//!   entry and waits until every workload holds its SVID. Every wait polls with a bound
+//!   ([`SpireLabConfig::wait`]); none is a fixed sleep.
 //! * **Workload identity in the lab.** The profile's selectors are Kubernetes ones
 //!   (`k8s:ns:…`, `k8s:sa:…`), which a machine without a kubelet cannot produce. Each distinct
 //!   selector set (one Kubernetes workload) becomes one lab workload that the `unix` attestor can
@@ -38,7 +39,8 @@
 //!   becomes `redacted-agent-<i>-token-<n>`. Workload entries never name an agent ID: each token
 //!   is generated with `-spiffeID` = the agent's stable node alias
 //!   `spiffe://<td>/lab/node/<cluster>/agent-<i>`, which is also what survives re-attestation.
-//!   Server and agents log at `WARN` into the private directory only.
+//!   Server and agents log at `WARN` into the private directory only (SPIRE's own datastore there
+//!   also holds tokens and agent IDs; it goes with the directory).
 //! * **Directories.** `<root>/private` (0700) holds configs, datastore, CA keys, agent keys,
 //!   token files and logs. Workloads running under other uids must reach the agent sockets and a
 //!   copy of the fetching binary, so in [`Isolation::Uid`] `<root>` itself is 0711 (enter, not
@@ -53,11 +55,17 @@
 //!   waiting for the reaping more than briefly. Stops are SIGKILL (std has no other signal
 //!   without `libc`): for the drills that is a crash, which sqlite's journal survives.
 //!
+//! SPIRE behaviour the lab relies on (1.15.3, default intervals): agents learn about new or
+//! deleted entries, new bundle contents and tainted authorities on their sync (every 5 s, after
+//! the server's entry cache reload), so such changes reach workloads in roughly 2–10 s; workload
+//! SVIDs are backdated 10 s (`notBefore`) and renewed once past half of `notBefore..notAfter`.
+//!
 //! Known limits: join-token agents cannot re-attest with an expired SVID, so
 //! [`SpireLab::start_agent`] after a long stop issues a fresh token for the same node alias (a new
 //! agent ID; entries keep working because they name the alias). The server's port is chosen
 //! free just before start; another process could take it in between (the start then fails with
-//! the server's log).
+//! the server's log). Like the lab's Envoys, SPIRE processes outlive a harness that is itself
+//! SIGKILLed (no `PR_SET_PDEATHSIG` without `libc`).
 
 use std::collections::BTreeMap;
 use std::fmt;

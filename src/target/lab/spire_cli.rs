@@ -22,14 +22,17 @@ pub struct Entry {
     /// SPIRE's entry ID (what `entry delete -entryID` takes).
     pub id: String,
     pub spiffe_id: String,
+    /// The agent (or node alias) the entry is scoped to. A node alias made by
+    /// `token generate -spiffeID` has the agent's own ID as parent, and a
+    /// `spiffe_id:<agent ID>` selector.
     pub parent_id: String,
     /// `type:value`, e.g. `unix:uid:21000`, sorted.
     pub selectors: Vec<String>,
     /// The X.509-SVID TTL the entry asks for; `None` means the server default.
     pub x509_svid_ttl: Option<Duration>,
-    /// Node alias entries (`token generate -spiffeID`, `entry create -node`) have the server's
-    /// node parent `spiffe://<td>/spire/server`.
+    /// Whether the entry is for a downstream SPIRE server.
     pub downstream: bool,
+    /// Whether the ID may call the server's management APIs.
     pub admin: bool,
 }
 

@@ -13,9 +13,10 @@
 //!   attested selectors match the registration entry for that ID; any other caller gets
 //!   `workload is not authorized for the requested identities`, so Envoy simply never warms.
 //! * [`sds_validation_context`]: an `SdsSecretConfig` for `validation_context_sds_secret_config`,
-//!   named `spiffe://<trust domain>`: the agent answers with that trust domain's bundle (as a SPIFFE
-//!   certificate validator when Envoy advertises support for it, otherwise as `trusted_ca`).
-//!   [`SDS_DEFAULT_BUNDLE`] (`ROOTCA`) names the agent's own trust domain bundle without spelling it.
+//!   named `spiffe://<trust domain>`: the agent answers with that trust domain's bundle (as a
+//!   SPIFFE certificate validator when Envoy advertises support for it, else as `trusted_ca`).
+//!   [`SDS_DEFAULT_BUNDLE`] (`ROOTCA`) names the agent's own trust domain's bundle without
+//!   spelling it out.
 //!
 //! No fragment names a file or carries key material: the agent streams the certificate and key to
 //! Envoy over the socket, and pushes renewals the same way (no restart, no file swap).
