@@ -388,3 +388,46 @@ async fn rbac_counters(world: &mut MeshWorld) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[then(
+    expr = "the sidecar of {string} is ready and serves every listener its configuration defines"
+)]
+async fn sidecar_ready(world: &mut MeshWorld, service: String) {
+    let profile = world.profile();
+    let mesh = world.mesh();
+    let Some(workload) = mesh.caller(&service) else {
+        harness_error!("no lab workload for {service}")
+    };
+    let admin = workload.sidecar.admin();
+    let ready = admin.ready().await;
+    let listeners = admin
+        .listeners()
+        .await
+        .unwrap_or_else(|e| harness_error!("{e}"));
+    // The inbound listener plus one outbound listener per other service of the profile.
+    let expected = 1 + mesh.serving.keys().filter(|s| **s != service).count();
+    let outcome = match ready {
+        Ok(true) if listeners.len() >= expected => Ok((
+            format!(
+                "{service}: Envoy {} ready, {} listeners bound (lab: configuration compiled in process by meshproof, standing in for istiod)",
+                mesh.envoy_version,
+                listeners.len()
+            ),
+            listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.addr.to_string()))
+                .collect(),
+        )),
+        Ok(true) => Err(format!(
+            "{service}: only {} of {expected} listeners are bound",
+            listeners.len()
+        )),
+        Ok(false) => Err(format!("{service}: the sidecar is not ready")),
+        Err(e) => Err(format!("{service}: {e}")),
+    };
+    world.record(checks::verdict(
+        "control-plane.health",
+        &format!("{service} ({})", profile.name),
+        outcome,
+    ));
+}

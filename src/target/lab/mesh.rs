@@ -290,3 +290,371 @@ impl LabMesh {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Changes a control plane would push, and the state drills record to prove their undo.
+//
+// Istio pushes a new RBAC or PeerAuthentication to a running sidecar over xDS without dropping
+// a connection. The lab's sidecars are configured statically, so a push is emulated the way a
+// zero-downtime restart works: a replacement Envoy binds the *same* inbound address next to the
+// old one (Envoy sets SO_REUSEPORT on listeners), becomes ready, is swapped in, and only then is
+// the old Envoy told to stop listening and given a bounded time to finish the requests it holds
+// before it is stopped. Certificates are pushed without any restart (SDS directory swap).
+
+/// How often a retiring sidecar is asked whether it still holds connections.
+const RETIRE_POLL: Duration = Duration::from_millis(10);
+
+/// One workload's sidecar as observed right now: what a drill records before a fault and compares
+/// after its undo.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadState {
+    pub label: String,
+    pub spiffe_id: String,
+    /// Serial of the leaf Envoy serves (admin `/certs`), normalised as
+    /// [`super::envoy::normalize_serial`] prints it.
+    pub serving_serial: Option<String>,
+    /// Serial and notAfter of the intermediate in the chain the sidecar was given (its SDS
+    /// `cert-chain.pem`), as [`crate::pki::serial_hex`] prints it.
+    pub intermediate_serial: Option<String>,
+    pub intermediate_not_after: Option<String>,
+    /// SHA-256 over the inbound listener's RBAC filters as the running Envoy holds them (admin
+    /// `/config_dump`): equal digests mean equal enforced policy.
+    pub rbac_sha256: String,
+    /// `STRICT` (one mTLS filter chain) or `PERMISSIVE` (a plaintext chain too), from the same
+    /// config dump.
+    pub mtls: String,
+    /// Admin `/ready` answered 200.
+    pub ready: bool,
+}
+
+impl LabMesh {
+    /// The spec istiod's configuration would give workload `label` under `policies` (the same
+    /// translation [`LabMesh::start`] applies), keeping the workload's current addresses.
+    pub fn sidecar_spec(
+        &self,
+        profile: &Profile,
+        policies: &istio::MeshPolicies,
+        label: &str,
+    ) -> Result<SidecarSpec, MeshError> {
+        let workload = self.workload(label)?;
+        let identity = &workload.identity;
+        let service = profile
+            .service(&identity.service)
+            .ok_or_else(|| MeshError::Setup(format!("unknown service {}", identity.service)))?;
+        let port = service.ports.first().map(|p| p.port).unwrap_or(0);
+        let workload_labels = labels(&service.name);
+        let rbac = istio::envoy_rbac(policies, &service.namespace, &workload_labels, true);
+        let (mode, _) = istio::mtls_mode(policies, &service.namespace, &workload_labels, port);
+        let inbound = workload.sidecar.inbound_addr();
+        let mut spec = SidecarSpec::new(
+            identity.label(),
+            identity.spiffe_id.clone(),
+            inbound.ip(),
+            workload.echo.addr(),
+        );
+        spec.inbound_port = inbound.port();
+        spec.mtls = match mode {
+            istio::MtlsMode::Strict => MtlsMode::Strict,
+            _ => MtlsMode::Permissive,
+        };
+        spec.http_rbac = rbac.http;
+        spec.upstreams = self
+            .workloads
+            .values()
+            .filter(|callee| {
+                callee.identity.workload.is_none() && callee.identity.service != identity.service
+            })
+            .map(|callee| Upstream {
+                name: callee.identity.service.clone(),
+                address: callee.sidecar.inbound_addr(),
+                spiffe_id: callee.identity.spiffe_id.clone(),
+                sni: None,
+                listen_port: 0,
+            })
+            .collect();
+        Ok(spec)
+    }
+
+    /// The credentials workload `label`'s sidecar holds now, read back from its SDS directory
+    /// (the key stays in memory only, inside [`Credentials`], whose `Debug` redacts it).
+    pub fn current_credentials(&self, label: &str) -> Result<Credentials, MeshError> {
+        let sds = self.workload(label)?.sidecar.sds();
+        let read = |path: std::path::PathBuf| {
+            std::fs::read_to_string(&path).map_err(|source| MeshError::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            })
+        };
+        Ok(Credentials::new(
+            read(sds.cert_chain_path())?,
+            read(sds.key_path())?,
+            read(sds.root_cert_path())?,
+        ))
+    }
+
+    /// Starts a replacement sidecar for `label` from `spec` and `credentials` next to the running
+    /// one (same inbound address), in a fresh directory beside the current one, and waits until it
+    /// is ready. Nothing changes for callers until [`LabMesh::swap_sidecar`].
+    pub async fn start_replacement(
+        &self,
+        label: &str,
+        spec: &SidecarSpec,
+        credentials: &Credentials,
+    ) -> Result<Sidecar, MeshError> {
+        let workload = self.workload(label)?;
+        let current = workload.sidecar.envoy().workdir();
+        let parent = current.parent().unwrap_or(current);
+        let base = label.replace(['/', '@'], "_");
+        let dir = (1..)
+            .map(|n| parent.join(format!("{base}.push{n}")))
+            .find(|d| !d.exists())
+            .ok_or_else(|| MeshError::Setup("no free directory for a replacement".into()))?;
+        let envoy = EnvoyBinary::locate()?;
+        Ok(Sidecar::start(&envoy, spec, credentials, &dir).await?)
+    }
+
+    /// Puts `replacement` in place of `label`'s sidecar and returns the old one, still running:
+    /// hand it to [`LabMesh::retire_sidecar`].
+    pub fn swap_sidecar(
+        &mut self,
+        label: &str,
+        replacement: Sidecar,
+    ) -> Result<Sidecar, MeshError> {
+        let workload = self
+            .workloads
+            .get_mut(label)
+            .ok_or_else(|| MeshError::Setup(format!("no lab workload {label}")))?;
+        Ok(std::mem::replace(&mut workload.sidecar, replacement))
+    }
+
+    /// Retires a sidecar that was swapped out: its listeners stop accepting (admin
+    /// `POST /drain_listeners`), the requests it still holds get up to `bound` to finish, then
+    /// Envoy is stopped and reaped. Returns how long the drain took.
+    pub async fn retire_sidecar(old: Sidecar, bound: Duration) -> Result<Duration, MeshError> {
+        let started = Instant::now();
+        let admin = old.admin();
+        // A failed drain request only means Envoy is already gone; stopping it is what matters.
+        let _ = admin_post(admin.addr(), "/drain_listeners").await;
+        while started.elapsed() < bound {
+            let active = admin
+                .stats("downstream_cx_active")
+                .await
+                .map(|s| {
+                    s.iter()
+                        .filter(|(name, _)| {
+                            name.starts_with("listener.") && !name.contains("admin")
+                        })
+                        .map(|(_, v)| *v)
+                        .sum::<u64>()
+                })
+                .unwrap_or(0);
+            if active == 0 {
+                break;
+            }
+            tokio::time::sleep(RETIRE_POLL).await;
+        }
+        let drained = started.elapsed();
+        old.shutdown().await?;
+        Ok(drained)
+    }
+
+    /// Issues `label` a new SVID from `pki` (for its own SPIFFE ID, with the CA spec's workload
+    /// TTL) and publishes it to the running sidecar. Returns the SVID; see
+    /// [`LabMesh::wait_serving`] to see it served.
+    pub fn reissue(
+        &self,
+        label: &str,
+        pki: &crate::pki::Pki,
+        now: time::OffsetDateTime,
+    ) -> Result<crate::pki::Svid, MeshError> {
+        let workload = self.workload(label)?;
+        let svid = pki
+            .issue_workload_svid(&workload.identity.spiffe_id.to_string(), now)
+            .map_err(|e| MeshError::Setup(format!("issuing {label}'s SVID: {e}")))?;
+        workload.sidecar.rotate(&Credentials::from_svid(&svid))?;
+        Ok(svid)
+    }
+
+    /// [`LabMesh::reissue`] for every workload, in label order: every SVID re-issued from the
+    /// given intermediate.
+    pub fn reissue_all(
+        &self,
+        pki: &crate::pki::Pki,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<(String, crate::pki::Svid)>, MeshError> {
+        self.workloads
+            .keys()
+            .map(|label| Ok((label.clone(), self.reissue(label, pki, now)?)))
+            .collect()
+    }
+
+    /// Publishes `credentials` to `label`'s running sidecar (no restart).
+    pub fn push_credentials(
+        &self,
+        label: &str,
+        credentials: &Credentials,
+    ) -> Result<(), MeshError> {
+        self.workload(label)?.sidecar.rotate(credentials)?;
+        Ok(())
+    }
+
+    /// Waits until every `(label, serial)` is served by that workload's sidecar; returns the
+    /// longest wait.
+    pub async fn wait_serving(
+        &self,
+        serials: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Duration, MeshError> {
+        let mut longest = Duration::ZERO;
+        for (label, serial) in serials {
+            let waited = self
+                .workload(label)?
+                .sidecar
+                .wait_for_serial(serial, timeout)
+                .await?;
+            longest = longest.max(waited);
+        }
+        Ok(longest)
+    }
+
+    /// What workload `label`'s sidecar serves and enforces right now (see [`WorkloadState`]).
+    pub async fn workload_state(&self, label: &str) -> Result<WorkloadState, MeshError> {
+        let workload = self.workload(label)?;
+        let admin = workload.sidecar.admin();
+        let ready = admin.ready().await.unwrap_or(false);
+        let serving_serial = admin
+            .served_leaves()
+            .await?
+            .into_iter()
+            .find(|c| {
+                c.uri_sans
+                    .iter()
+                    .any(|u| *u == workload.identity.spiffe_id.to_string())
+            })
+            .map(|c| super::envoy::normalize_serial(&c.serial_hex));
+        let chain = std::fs::read_to_string(workload.sidecar.sds().cert_chain_path()).map_err(
+            |source| MeshError::Io {
+                what: format!("reading {label}'s certificate chain"),
+                source,
+            },
+        )?;
+        let ders = crate::spiffe::parse_pem_chain(&chain)
+            .map_err(|e| MeshError::Setup(format!("{label}'s certificate chain: {e}")))?;
+        let intermediate = ders.get(1);
+        let intermediate_serial = intermediate.and_then(|d| crate::pki::serial_hex(d).ok());
+        let intermediate_not_after = intermediate.and_then(|d| {
+            let (_, cert) = x509_parser::parse_x509_certificate(d).ok()?;
+            Some(crate::checks::rfc3339(
+                cert.validity().not_after.to_datetime(),
+            ))
+        });
+        let dump = admin
+            .get_json("/config_dump?resource=static_listeners")
+            .await?;
+        let (rbac_sha256, mtls) = inbound_policy(&dump);
+        Ok(WorkloadState {
+            label: label.to_owned(),
+            spiffe_id: workload.identity.spiffe_id.to_string(),
+            serving_serial,
+            intermediate_serial,
+            intermediate_not_after,
+            rbac_sha256,
+            mtls,
+            ready,
+        })
+    }
+
+    /// [`LabMesh::workload_state`] of every workload, by label.
+    pub async fn state(&self) -> Result<BTreeMap<String, WorkloadState>, MeshError> {
+        let mut out = BTreeMap::new();
+        for label in self.workloads.keys() {
+            out.insert(label.clone(), self.workload_state(label).await?);
+        }
+        Ok(out)
+    }
+
+    /// The pids of every sidecar's Envoy, by label.
+    pub fn envoy_pids(&self) -> BTreeMap<String, u32> {
+        self.workloads
+            .iter()
+            .map(|(label, w)| (label.clone(), w.sidecar.envoy().pid()))
+            .collect()
+    }
+
+    fn workload(&self, label: &str) -> Result<&Workload, MeshError> {
+        self.workloads
+            .get(label)
+            .ok_or_else(|| MeshError::Setup(format!("no lab workload {label}")))
+    }
+}
+
+/// The inbound listener's RBAC filters (digest) and mTLS mode from an Envoy
+/// `/config_dump?resource=static_listeners`.
+fn inbound_policy(dump: &serde_json::Value) -> (String, String) {
+    use sha2::Digest as _;
+    let listener = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| &c["listener"])
+        .find(|l| l["name"] == super::sidecar::INBOUND);
+    let Some(listener) = listener else {
+        return (String::new(), "NO INBOUND LISTENER".into());
+    };
+    let chains = listener["filter_chains"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let mut rbac = Vec::new();
+    for chain in chains {
+        for filter in chain["filters"].as_array().into_iter().flatten() {
+            if filter["name"] == "envoy.filters.network.rbac" {
+                rbac.push(filter.clone());
+            }
+            let http = &filter["typed_config"]["http_filters"];
+            for f in http.as_array().into_iter().flatten() {
+                if f["name"] == "envoy.filters.http.rbac" {
+                    rbac.push(f.clone());
+                }
+            }
+        }
+    }
+    let text = serde_json::to_string(&rbac).unwrap_or_default();
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mtls = if chains.len() > 1 {
+        "PERMISSIVE"
+    } else {
+        "STRICT"
+    };
+    (hex, mtls.into())
+}
+
+/// `POST path` to an Envoy admin listener (mutating admin endpoints refuse GET). Returns the
+/// status code.
+async fn admin_post(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    let post = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        let conn_task = tokio::spawn(conn);
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?;
+        conn_task.abort();
+        Ok(response.status().as_u16())
+    };
+    tokio::time::timeout(Duration::from_secs(5), post)
+        .await
+        .map_err(|_| format!("POST {path}: timed out after 5s"))?
+}

@@ -1,0 +1,283 @@
+//! Static `verify` on synthetic profiles (see [`super::synthetic`]): the scaling curve.
+//!
+//! Each repetition does what `meshproof verify` does for one profile: parse and validate the
+//! profile text, load the rendered manifests folder (Istio policies + Gatekeeper objects), and
+//! judge every verdict ([`crate::verify::verify`]). Generating and rendering the synthetic
+//! profile is setup and is not part of the figure.
+//!
+//! The intent matrix has one request per caller → callee pair, so a size is only attempted when
+//! its projected memory fits in half of `MemAvailable` and its projected time fits the budget;
+//! otherwise the point is reported as projected from the measured ones, never as measured.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::procfs;
+use super::stats::{Stat, fitted_exponent};
+use super::synthetic::{self, SyntheticMesh};
+use crate::results::Status;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScalingOptions {
+    pub sizes: Vec<usize>,
+    pub intents_per_service: usize,
+    pub repetitions: usize,
+    /// A size whose projected time (all repetitions) exceeds this is not attempted.
+    pub budget: Duration,
+}
+
+/// One size of the curve.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScalingPoint {
+    pub services: usize,
+    pub intents: usize,
+    /// Requests of the intent matrix (computed, not built, when the point was not measured).
+    pub matrix_calls: u64,
+    /// Measured, or skipped with the reason and projections.
+    pub measured: bool,
+    pub skipped: Option<String>,
+    /// Verdicts `verify` returned, and how many did not pass (must be 0: the manifests are a
+    /// faithful render).
+    pub verdicts: usize,
+    pub not_passed: usize,
+    /// Seconds per phase and in total (parse + load + verify).
+    pub parse: Stat,
+    pub load: Stat,
+    pub verify: Stat,
+    pub total: Stat,
+    /// Generating and rendering the synthetic manifests (setup, seconds, once).
+    pub setup_seconds: f64,
+    /// Peak RSS growth over the process's RSS before the first repetition, in KiB.
+    pub peak_memory_kib: Option<u64>,
+    /// For a skipped point: projected seconds and KiB.
+    pub projected_seconds: Option<f64>,
+    pub projected_memory_kib: Option<u64>,
+}
+
+impl ScalingPoint {
+    /// Median total per service, in milliseconds.
+    pub fn ms_per_service(&self) -> Option<f64> {
+        (self.measured && self.services > 0)
+            .then(|| self.total.median * 1000.0 / self.services as f64)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScalingBench {
+    pub options: ScalingOptions,
+    pub points: Vec<ScalingPoint>,
+    /// k of `time ∝ services^k`, fitted over the measured points (1 = linear).
+    pub exponent: Option<f64>,
+}
+
+impl ScalingBench {
+    pub fn point(&self, services: usize) -> Option<&ScalingPoint> {
+        self.points.iter().find(|p| p.services == services)
+    }
+}
+
+fn skipped(services: usize, k: usize, reason: String) -> ScalingPoint {
+    ScalingPoint {
+        services,
+        intents: services * k.min(services.saturating_sub(1)),
+        matrix_calls: synthetic::matrix_calls(services, k),
+        measured: false,
+        skipped: Some(reason),
+        verdicts: 0,
+        not_passed: 0,
+        parse: Stat::default(),
+        load: Stat::default(),
+        verify: Stat::default(),
+        total: Stat::default(),
+        setup_seconds: 0.0,
+        peak_memory_kib: None,
+        projected_seconds: None,
+        projected_memory_kib: None,
+    }
+}
+
+/// Projects (seconds, KiB) for `services` from the measured points: time along the fitted
+/// exponent through the largest measured point (quadratic when only one point is known, since
+/// the matrix is), memory per matrix call of the largest measured point.
+fn project(points: &[ScalingPoint], services: usize, calls: u64) -> (Option<f64>, Option<u64>) {
+    let measured: Vec<&ScalingPoint> = points.iter().filter(|p| p.measured).collect();
+    let Some(last) = measured.iter().max_by_key(|p| p.services) else {
+        return (None, None);
+    };
+    let curve: Vec<(f64, f64)> = measured
+        .iter()
+        .map(|p| (p.services as f64, p.total.median))
+        .collect();
+    let k = fitted_exponent(&curve).unwrap_or(2.0).max(1.0);
+    let seconds = last.total.median * (services as f64 / last.services as f64).powf(k);
+    let memory = last.peak_memory_kib.filter(|_| last.matrix_calls > 0).map(|m| {
+        let per_call = m as f64 / last.matrix_calls as f64;
+        (per_call * calls as f64) as u64
+    });
+    (Some(seconds), memory)
+}
+
+fn one_repetition(mesh: &SyntheticMesh) -> Result<(f64, f64, f64, usize, usize), String> {
+    let t0 = Instant::now();
+    let profile = crate::profile::parse(&mesh.profile_path, &mesh.yaml)
+        .map_err(|e| format!("synthetic profile: {e}"))?;
+    let t1 = Instant::now();
+    let configured = crate::configured::load(&profile, &mesh.dir)
+        .map_err(|e| format!("synthetic manifests: {e}"))?;
+    let t2 = Instant::now();
+    let results = crate::verify::verify(&profile, &configured);
+    let t3 = Instant::now();
+    let not_passed = results
+        .iter()
+        .filter(|r| r.status != Status::Passed)
+        .count();
+    let verdicts = results.len();
+    drop(results);
+    drop(configured);
+    Ok((
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64(),
+        (t3 - t2).as_secs_f64(),
+        verdicts,
+        not_passed,
+    ))
+}
+
+pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> ScalingBench {
+    let k = options.intents_per_service;
+    let mut points: Vec<ScalingPoint> = Vec::new();
+    let mut sizes = options.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let scratch = match super::probes::Scratch::new("verify") {
+        Ok(s) => s,
+        Err(e) => {
+            return ScalingBench {
+                options: options.clone(),
+                points: sizes
+                    .iter()
+                    .map(|&n| skipped(n, k, format!("no scratch folder: {e}")))
+                    .collect(),
+                exponent: None,
+            };
+        }
+    };
+    for &n in &sizes {
+        if n < 2 {
+            points.push(skipped(n, k, "needs at least 2 services".into()));
+            continue;
+        }
+        let calls = synthetic::matrix_calls(n, k);
+        let (projected_seconds, projected_memory) = project(&points, n, calls);
+        let available = procfs::mem_available_kib();
+        if let (Some(need), Some(have)) = (projected_memory, available) {
+            if need > have / 2 {
+                let mut p = skipped(
+                    n,
+                    k,
+                    format!(
+                        "not run: the intent matrix of {calls} requests would need ~{} MiB (measured per request at the largest size run), more than half of the {} MiB available",
+                        need / 1024,
+                        have / 1024
+                    ),
+                );
+                p.projected_seconds = projected_seconds;
+                p.projected_memory_kib = projected_memory;
+                points.push(p);
+                continue;
+            }
+        }
+        let mut repetitions = options.repetitions.max(1);
+        if let Some(seconds) = projected_seconds {
+            if seconds > options.budget.as_secs_f64() {
+                let mut p = skipped(
+                    n,
+                    k,
+                    format!(
+                        "not run: projected {:.0} s for one repetition exceeds the {} s budget",
+                        seconds,
+                        options.budget.as_secs()
+                    ),
+                );
+                p.projected_seconds = projected_seconds;
+                p.projected_memory_kib = projected_memory;
+                points.push(p);
+                continue;
+            }
+            // Fewer repetitions rather than none: at least three where they fit.
+            let fit = (options.budget.as_secs_f64() / seconds.max(1e-9)).floor() as usize;
+            repetitions = repetitions.min(fit.max(1));
+        }
+        progress(&format!(
+            "verify: {n} services ({calls} matrix requests), {repetitions} repetition(s)"
+        ));
+        let setup = Instant::now();
+        let mesh = match SyntheticMesh::create(scratch.path(), n, k) {
+            Ok(m) => m,
+            Err(e) => {
+                points.push(skipped(n, k, format!("synthetic profile failed: {e}")));
+                continue;
+            }
+        };
+        let setup_seconds = setup.elapsed().as_secs_f64();
+        let baseline = procfs::own_memory().map(|m| m.rss_kib);
+        let reset = procfs::reset_own_peak();
+        let (mut parse, mut load, mut verify, mut total) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut verdicts = 0;
+        let mut not_passed = 0;
+        let mut failure = None;
+        for _ in 0..repetitions {
+            match one_repetition(&mesh) {
+                Ok((p, l, v, n_verdicts, bad)) => {
+                    parse.push(p);
+                    load.push(l);
+                    verify.push(v);
+                    total.push(p + l + v);
+                    verdicts = n_verdicts;
+                    not_passed = bad;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let peak = match (reset, baseline, procfs::own_memory()) {
+            (true, Some(base), Some(now)) => Some(now.hwm_kib.saturating_sub(base)),
+            _ => None,
+        };
+        if let Some(e) = failure {
+            points.push(skipped(n, k, e));
+            continue;
+        }
+        points.push(ScalingPoint {
+            services: n,
+            intents: mesh.intents,
+            matrix_calls: calls,
+            measured: true,
+            skipped: None,
+            verdicts,
+            not_passed,
+            parse: Stat::of(parse),
+            load: Stat::of(load),
+            verify: Stat::of(verify),
+            total: Stat::of(total),
+            setup_seconds,
+            peak_memory_kib: peak,
+            projected_seconds: None,
+            projected_memory_kib: None,
+        });
+    }
+    let curve: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.measured)
+        .map(|p| (p.services as f64, p.total.median))
+        .collect();
+    ScalingBench {
+        options: options.clone(),
+        exponent: fitted_exponent(&curve),
+        points,
+    }
+}
