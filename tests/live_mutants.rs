@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{meshproof, mutant, replace};
+use common::{meshproof, mutant, mutations};
 
 fn live_run(profile: &str, manifests: &std::path::Path, tags: &str) -> (Option<i32>, String) {
     let out = tempfile::tempdir().unwrap();
@@ -47,14 +47,7 @@ fn healthy_manifests_pass_live() {
 
 #[test]
 fn allow_all_is_observed_as_widened_access() {
-    let allow_all = "\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-all\n  namespace: execution\nspec:\n  rules:\n  - {}\n";
-    let dir = mutant("tradepulse", move |name, text| {
-        if name == "authorization-policies.yaml" {
-            text + allow_all
-        } else {
-            text
-        }
-    });
+    let dir = mutant("tradepulse", mutations::allow_all());
     assert_live_failure(
         "tradepulse",
         dir.path(),
@@ -68,14 +61,7 @@ fn allow_all_is_observed_as_widened_access() {
 
 #[test]
 fn permissive_is_observed_accepting_plaintext() {
-    let dir = mutant(
-        "tradepulse",
-        replace(
-            "peer-authentication.yaml",
-            "mode: STRICT",
-            "mode: PERMISSIVE",
-        ),
-    );
+    let dir = mutant("tradepulse", mutations::permissive());
     assert_live_failure(
         "tradepulse",
         dir.path(),
@@ -86,14 +72,7 @@ fn permissive_is_observed_accepting_plaintext() {
 
 #[test]
 fn a_deleted_allow_rule_is_observed_as_narrowed_access() {
-    let dir = mutant(
-        "tradepulse",
-        replace(
-            "authorization-policies.yaml",
-            "  - from:\n    - source:\n        principals:\n        - tradepulse/prod/strategy\n        - tradepulse/prod/strategy/*\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /quotes/*\n        ports:\n        - \"8080\"\n",
-            "",
-        ),
-    );
+    let dir = mutant("tradepulse", mutations::deleted_allow_rule());
     assert_live_failure(
         "tradepulse",
         dir.path(),
@@ -107,14 +86,7 @@ fn a_deleted_allow_rule_is_observed_as_narrowed_access() {
 
 #[test]
 fn a_path_typo_is_observed() {
-    let dir = mutant(
-        "tradepulse",
-        replace(
-            "authorization-policies.yaml",
-            "        - /quotes/*\n",
-            "        - /quote/*\n",
-        ),
-    );
+    let dir = mutant("tradepulse", mutations::path_typo());
     assert_live_failure(
         "tradepulse",
         dir.path(),
@@ -125,14 +97,7 @@ fn a_path_typo_is_observed() {
 
 #[test]
 fn a_wrong_principal_is_observed() {
-    let dir = mutant(
-        "soma-agent-hub",
-        replace(
-            "authorization-policies.yaml",
-            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway-api\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
-            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
-        ),
-    );
+    let dir = mutant("soma-agent-hub", mutations::wrong_principal());
     assert_live_failure(
         "soma-agent-hub",
         dir.path(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{drop_document, meshproof, mutant, replace, root};
+use common::{drop_document, meshproof, mutant, mutations, replace, root};
 
 fn verify(profile: &str, dir: &Path) -> (Option<i32>, String) {
     let o = meshproof(&[
@@ -43,14 +43,7 @@ fn healthy_manifests_pass_for_both_profiles() {
 
 #[test]
 fn an_allow_all_policy_is_widened_access() {
-    let allow_all = "\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-all\n  namespace: execution\nspec:\n  rules:\n  - {}\n";
-    let dir = mutant("tradepulse", move |name, text| {
-        if name == "authorization-policies.yaml" {
-            text + allow_all
-        } else {
-            text
-        }
-    });
+    let dir = mutant("tradepulse", mutations::allow_all());
     assert_caught(
         "tradepulse",
         dir.path(),
@@ -64,14 +57,7 @@ fn an_allow_all_policy_is_widened_access() {
 
 #[test]
 fn permissive_mtls_is_caught() {
-    let dir = mutant(
-        "tradepulse",
-        replace(
-            "peer-authentication.yaml",
-            "mode: STRICT",
-            "mode: PERMISSIVE",
-        ),
-    );
+    let dir = mutant("tradepulse", mutations::permissive());
     assert_caught(
         "tradepulse",
         dir.path(),
@@ -81,14 +67,7 @@ fn permissive_mtls_is_caught() {
 
 #[test]
 fn a_deleted_allow_rule_is_narrowed_access() {
-    let dir = mutant(
-        "tradepulse",
-        replace(
-            "authorization-policies.yaml",
-            "  - from:\n    - source:\n        principals:\n        - tradepulse/prod/strategy\n        - tradepulse/prod/strategy/*\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /quotes/*\n        ports:\n        - \"8080\"\n",
-            "",
-        ),
-    );
+    let dir = mutant("tradepulse", mutations::deleted_allow_rule());
     assert_caught(
         "tradepulse",
         dir.path(),
@@ -98,14 +77,7 @@ fn a_deleted_allow_rule_is_narrowed_access() {
 
 #[test]
 fn a_path_typo_is_caught() {
-    let dir = mutant(
-        "tradepulse",
-        replace(
-            "authorization-policies.yaml",
-            "        - /quotes/*\n",
-            "        - /quote/*\n",
-        ),
-    );
+    let dir = mutant("tradepulse", mutations::path_typo());
     assert_caught(
         "tradepulse",
         dir.path(),
@@ -115,14 +87,7 @@ fn a_path_typo_is_caught() {
 
 #[test]
 fn a_wrong_principal_is_caught() {
-    let dir = mutant(
-        "soma-agent-hub",
-        replace(
-            "authorization-policies.yaml",
-            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway-api\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
-            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
-        ),
-    );
+    let dir = mutant("soma-agent-hub", mutations::wrong_principal());
     assert_caught(
         "soma-agent-hub",
         dir.path(),

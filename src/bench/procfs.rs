@@ -151,18 +151,29 @@ pub fn parse_stat(stat: &str) -> Option<(String, u32)> {
     Some((comm, ppid))
 }
 
-/// What [`ChildSampler`] saw of the children whose name starts with its prefix.
+/// What [`ChildSampler`] saw of one kind of child (by process name).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChildKind {
+    /// Distinct processes of this name seen.
+    pub processes: usize,
+    /// The largest sum of their `VmRSS` in one sample, in KiB.
+    pub peak_rss_sum_kib: u64,
+    /// The sum of each one's last `VmHWM` reading, in KiB (an upper bound of the peak).
+    pub hwm_sum_kib: u64,
+}
+
+/// What [`ChildSampler`] saw of this process's children.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ChildPeak {
-    /// The largest sum of the children's `VmRSS` seen in one sample, in KiB.
+    /// The largest sum of every child's `VmRSS` seen in one sample, in KiB.
     pub peak_rss_sum_kib: u64,
-    /// How many of them were alive in that sample.
+    /// How many children were alive in that sample.
     pub alive_at_peak: usize,
     /// The sum over every child seen of its last `VmHWM` reading, in KiB: an upper bound of the
     /// peak, reached only if every child peaked at once.
     pub hwm_sum_kib: u64,
-    /// Distinct children seen.
-    pub seen: usize,
+    /// Per process name (`envoy`, `spire-server`, …).
+    pub by_name: BTreeMap<String, ChildKind>,
     /// Samples taken.
     pub samples: usize,
 }
@@ -174,24 +185,26 @@ pub struct ChildSampler {
 }
 
 impl ChildSampler {
-    pub fn start(name_prefix: &str, interval: Duration) -> ChildSampler {
+    pub fn start(interval: Duration) -> ChildSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let prefix = name_prefix.to_owned();
         let handle = std::thread::Builder::new()
             .name("bench-mem-sampler".into())
             .spawn(move || {
                 let mut peak = ChildPeak::default();
-                let mut hwm: BTreeMap<u32, u64> = BTreeMap::new();
+                // pid → (name, last VmHWM)
+                let mut hwm: BTreeMap<u32, (String, u64)> = BTreeMap::new();
                 loop {
                     let stopping = flag.load(Ordering::Relaxed);
                     let mut sum = 0;
                     let mut alive = 0;
-                    for child in children().into_iter().filter(|c| c.name.starts_with(&prefix)) {
+                    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+                    for child in children() {
                         if let Some(m) = memory_of(&child.pid.to_string()) {
                             sum += m.rss_kib;
                             alive += 1;
-                            hwm.insert(child.pid, m.hwm_kib);
+                            *by_name.entry(child.name.clone()).or_default() += m.rss_kib;
+                            hwm.insert(child.pid, (child.name, m.hwm_kib));
                         }
                     }
                     peak.samples += 1;
@@ -199,13 +212,21 @@ impl ChildSampler {
                         peak.peak_rss_sum_kib = sum;
                         peak.alive_at_peak = alive;
                     }
+                    for (name, rss) in by_name {
+                        let kind = peak.by_name.entry(name).or_default();
+                        kind.peak_rss_sum_kib = kind.peak_rss_sum_kib.max(rss);
+                    }
                     if stopping {
                         break;
                     }
                     std::thread::sleep(interval);
                 }
-                peak.hwm_sum_kib = hwm.values().sum();
-                peak.seen = hwm.len();
+                for (name, h) in hwm.values() {
+                    let kind = peak.by_name.entry(name.clone()).or_default();
+                    kind.processes += 1;
+                    kind.hwm_sum_kib += h;
+                    peak.hwm_sum_kib += h;
+                }
                 peak
             })
             .ok();

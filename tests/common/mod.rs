@@ -69,3 +69,57 @@ pub fn drop_document(file: &'static str, marker: &'static str) -> impl Fn(&str, 
             .join("\n---\n")
     }
 }
+
+/// The broken manifests the product must catch, shared by the static and the live tests.
+pub mod mutations {
+    use super::replace;
+
+    pub const ALLOW_ALL_IN_EXECUTION: &str = "\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-all\n  namespace: execution\nspec:\n  rules:\n  - {}\n";
+
+    /// TradePulse: an allow-all AuthorizationPolicy added to the execution namespace.
+    pub fn allow_all() -> impl Fn(&str, String) -> String {
+        |name, text| {
+            if name == "authorization-policies.yaml" {
+                text + ALLOW_ALL_IN_EXECUTION
+            } else {
+                text
+            }
+        }
+    }
+
+    /// TradePulse: PeerAuthentication PERMISSIVE instead of STRICT.
+    pub fn permissive() -> impl Fn(&str, String) -> String {
+        replace(
+            "peer-authentication.yaml",
+            "mode: STRICT",
+            "mode: PERMISSIVE",
+        )
+    }
+
+    /// TradePulse: the rule allowing strategy → execution quotes deleted.
+    pub fn deleted_allow_rule() -> impl Fn(&str, String) -> String {
+        replace(
+            "authorization-policies.yaml",
+            "  - from:\n    - source:\n        principals:\n        - tradepulse/prod/strategy\n        - tradepulse/prod/strategy/*\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /quotes/*\n        ports:\n        - \"8080\"\n",
+            "",
+        )
+    }
+
+    /// TradePulse: `/quotes/*` misspelt `/quote/*`.
+    pub fn path_typo() -> impl Fn(&str, String) -> String {
+        replace(
+            "authorization-policies.yaml",
+            "        - /quotes/*\n",
+            "        - /quote/*\n",
+        )
+    }
+
+    /// SomaAgentHub: the orchestrator allows `sa/gateway` instead of `sa/gateway-api`.
+    pub fn wrong_principal() -> impl Fn(&str, String) -> String {
+        replace(
+            "authorization-policies.yaml",
+            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway-api\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
+            "        - soma-agent-hub.local/ns/soma-agent-hub/sa/gateway\n    to:\n    - operation:\n        methods:\n        - GET\n        paths:\n        - /ready\n        ports:\n        - \"10001\"",
+        )
+    }
+}
