@@ -217,9 +217,22 @@ fn run(args: RunArgs) -> u8 {
         retries: args.retries,
         manifests: args.manifests,
     };
-    let results = match runtime.block_on(runner::run(options)) {
-        Ok(r) => r,
-        Err(e) => return harness_failure(e),
+    // Ctrl-C or SIGTERM (a CI timeout) ends the run: dropping the run drops the lab, and the lab
+    // stops every process it started (Envoys, SPIRE) before we exit. Nothing is left behind.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = runner::run(options) => Some(r),
+            _ = interrupted() => None,
+        }
+    });
+    let results = match outcome {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return harness_failure(e),
+        None => {
+            drop(runtime);
+            eprintln!("interrupted: every lab process was stopped; no reports were written");
+            return 130;
+        }
     };
     let dir = args
         .out
@@ -232,6 +245,18 @@ fn run(args: RunArgs) -> u8 {
         report::console::summary(&results, Some(&dir)).trim_end()
     );
     results.exit_code() as u8
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn default_features() -> PathBuf {

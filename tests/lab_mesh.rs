@@ -92,3 +92,54 @@ fn a_missing_envoy_is_exit_2_with_the_install_command() {
     );
     let _ = meshproof; // shared helpers
 }
+
+#[test]
+fn an_interrupted_run_stops_every_lab_process() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshproof"))
+        .args([
+            "run",
+            "--profile",
+            "soma-agent-hub",
+            "--tags",
+            "@spire or @live",
+            "-q",
+            "--out",
+        ])
+        .arg(out.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let needle = format!("meshproof-lab-{pid}-");
+    // Wait (bounded) until the lab has started processes, then interrupt mid-run.
+    let started = std::time::Instant::now();
+    while processes_mentioning(&needle).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the lab never started a process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Envoys carry the lab's directory on their command line, SPIRE processes their own.
+    let mut leftovers = processes_mentioning(&needle);
+    leftovers.extend(processes_mentioning(&format!("meshproof-spire-{pid}-")));
+    assert!(
+        leftovers.is_empty(),
+        "left running after an interrupt: {leftovers:?}"
+    );
+}
