@@ -96,7 +96,7 @@ fn a_missing_envoy_is_exit_2_with_the_install_command() {
 #[test]
 fn an_interrupted_run_stops_every_lab_process() {
     let out = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshproof"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshproof"))
         .args([
             "run",
             "--profile",
