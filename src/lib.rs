@@ -3,8 +3,10 @@
 //! Data flows one way: profile + manifests → model → checks → target → observations → results → reports.
 //! The Gherkin step glue (`steps`) and the CLI sit on top; nothing below them knows about Gherkin.
 
+pub mod bench;
 pub mod checks;
 pub mod configured;
+pub mod drills;
 pub mod duration;
 pub mod error;
 pub mod intents;

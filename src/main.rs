@@ -65,6 +65,14 @@ enum Command {
     /// Audit evidence bundles.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Check that the tools a kind or cluster target needs are installed (docker with a running
+    /// engine, kind, kubectl, helm, istioctl), with their versions and how to install what is
+    /// missing. Exit 0 ready, 2 not ready. (`run` drives the lab target; kind/cluster runs are
+    /// built in meshproof::target::kube and not yet wired into `run`.)
+    Preflight {
+        #[arg(long, value_enum, default_value = "kind")]
+        target: ClusterKind,
+    },
     /// Submit an object (YAML file) to the profile's admission policies; prints Gatekeeper's
     /// denial text. Exit 0 admitted, 1 denied.
     Admit {
@@ -81,6 +89,14 @@ enum Command {
 enum TargetKind {
     /// Everything on this machine, no cluster.
     Lab,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClusterKind {
+    /// A kind cluster meshproof creates and deletes.
+    Kind,
+    /// An existing cluster (a kubeconfig context).
+    Cluster,
 }
 
 #[derive(clap::Args)]
@@ -160,6 +176,7 @@ fn main() -> ExitCode {
         Command::Evidence(EvidenceCommand::Verify { dir, public_key }) => {
             evidence_verify(&dir, public_key.as_deref())
         }
+        Command::Preflight { target } => preflight(target),
         Command::Render {
             profile,
             out,
@@ -456,6 +473,29 @@ fn evidence_verify(dir: &std::path::Path, public_key: Option<&str>) -> u8 {
         Ok(report) => {
             say!("{report}");
             u8::from(!report.is_clean())
+        }
+        Err(e) => harness_failure(e),
+    }
+}
+
+fn preflight(target: ClusterKind) -> u8 {
+    use meshproof::target::kube::{Timeouts, Toolbox, applicability::TargetKind, preflight};
+    let kind = match target {
+        ClusterKind::Kind => TargetKind::Kind,
+        ClusterKind::Cluster => TargetKind::Cluster,
+    };
+    let tools = Toolbox::from_env().build();
+    let timeouts = match Timeouts::from_env() {
+        Ok(t) => t,
+        Err(e) => return harness_failure(e),
+    };
+    match preflight::check(&tools, kind, timeouts.call()) {
+        Ok(report) => {
+            for (tool, version) in report.versions() {
+                say!("  ok  {tool} {version}");
+            }
+            say!("{}: every tool is ready", kind.name());
+            0
         }
         Err(e) => harness_failure(e),
     }

@@ -38,6 +38,8 @@ pub struct LabOptions {
     pub startup_runs: usize,
     /// Measure peak memory in one extra run.
     pub memory: bool,
+    /// Diagnostic: run each feature file alone once (what each costs by itself).
+    pub per_feature: bool,
 }
 
 /// What one run did.
@@ -51,7 +53,8 @@ pub struct RunSummary {
     pub failing: Vec<String>,
     /// The ten slowest scenarios: (seconds, `file:line name`).
     pub slowest: Vec<(f64, String)>,
-    /// Seconds per feature file (sum of its scenarios).
+    /// Seconds per feature file (sum of its scenarios; scenarios run concurrently, so these
+    /// add up to more than the wall time).
     pub by_feature: BTreeMap<String, f64>,
 }
 
@@ -115,6 +118,23 @@ impl MemoryBench {
     pub fn total_kib(&self) -> u64 {
         self.own_hwm_kib + self.children.peak_rss_sum_kib
     }
+
+    /// The same with the children's PSS (shared binary pages counted once), in KiB.
+    pub fn total_pss_kib(&self) -> u64 {
+        self.own_hwm_kib + self.children.peak_pss_sum_kib
+    }
+}
+
+/// One feature file run alone (both profiles), once.
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureRun {
+    pub feature: String,
+    pub wall_seconds: f64,
+    pub cpu_seconds: f64,
+    pub scenarios: usize,
+    pub not_passed: usize,
+    /// Its slowest scenario: (seconds, name).
+    pub slowest: Option<(f64, String)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -134,6 +154,8 @@ pub struct LabBench {
     pub cold_process: Option<Stat>,
     pub cold_process_note: Option<String>,
     pub warm: Stat,
+    /// CPU seconds (this process + its reaped children: Envoy, SPIRE) per in-process run.
+    pub cpu_seconds: Stat,
     /// The runner's own duration of each in-process run (cold then warm), seconds.
     pub runner_seconds: Stat,
     /// The last in-process run.
@@ -142,6 +164,8 @@ pub struct LabBench {
     pub all_passed: bool,
     pub startup: Vec<MeshStartup>,
     pub memory: Option<MemoryBench>,
+    /// Each feature file alone, slowest first.
+    pub per_feature: Vec<FeatureRun>,
 }
 
 impl LabBench {
@@ -166,12 +190,20 @@ fn options_for(o: &LabOptions) -> RunOptions {
     }
 }
 
-async fn one_run(o: &LabOptions) -> Result<(Duration, RunResults), String> {
+/// One in-process run: (wall, CPU seconds of this process and its reaped children, results).
+async fn one_run(o: &LabOptions) -> Result<(Duration, f64, RunResults), String> {
+    let cpu = || procfs::cpu_seconds().map(|(own, children)| own + children);
+    let cpu_before = cpu();
     let started = Instant::now();
     let results = runner::run(options_for(o))
         .await
         .map_err(|e| format!("lab run: {e}"))?;
-    Ok((started.elapsed(), results))
+    let wall = started.elapsed();
+    let used = match (cpu_before, cpu()) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    Ok((wall, used, results))
 }
 
 fn feature_files(dir: &std::path::Path) -> Vec<String> {
@@ -265,14 +297,16 @@ pub async fn measure(o: &LabOptions, mut progress: impl FnMut(&str)) -> Result<L
     let loaded = runner::load_profiles(&o.profiles).map_err(|e| e.to_string())?;
     let profiles: Vec<String> = loaded.iter().map(|(p, _)| p.name.clone()).collect();
     progress("lab: cold run (first in this process)");
-    let (cold, results) = one_run(o).await?;
+    let (cold, cold_cpu, results) = one_run(o).await?;
+    let mut cpu = vec![cold_cpu];
     let mut all_passed = RunSummary::of(&results).not_passed == 0;
     let mut runner_seconds = vec![results.duration];
     let mut last = RunSummary::of(&results);
     let mut warm = Vec::new();
     for i in 0..o.warm_runs {
         progress(&format!("lab: warm run {}/{}", i + 1, o.warm_runs));
-        let (wall, results) = one_run(o).await?;
+        let (wall, used, results) = one_run(o).await?;
+        cpu.push(used);
         let summary = RunSummary::of(&results);
         all_passed &= summary.not_passed == 0;
         runner_seconds.push(results.duration);
@@ -314,13 +348,13 @@ pub async fn measure(o: &LabOptions, mut progress: impl FnMut(&str)) -> Result<L
         progress("lab: memory run");
         let before = procfs::own_memory().map(|m| m.rss_kib).unwrap_or(0);
         let reset = procfs::reset_own_peak();
-        let sampler = ChildSampler::start(Duration::from_millis(25));
+        let sampler = ChildSampler::start(Duration::from_millis(50));
         let started = Instant::now();
         let outcome = one_run(o).await;
         let wall = started.elapsed();
         let children = sampler.finish();
         let own = procfs::own_memory().map(|m| m.hwm_kib).unwrap_or(0);
-        let (_, results) = outcome?;
+        let (_, _, results) = outcome?;
         all_passed &= RunSummary::of(&results).not_passed == 0;
         Some(MemoryBench {
             wall_seconds: wall.as_secs_f64(),
@@ -333,13 +367,37 @@ pub async fn measure(o: &LabOptions, mut progress: impl FnMut(&str)) -> Result<L
         None
     };
 
+    let mut per_feature = Vec::new();
+    if o.per_feature && o.features.is_dir() {
+        for file in feature_files(&o.features) {
+            progress(&format!("lab: {file} alone"));
+            let alone = LabOptions {
+                features: o.features.join(&file),
+                ..o.clone()
+            };
+            let (wall, cpu, results) = one_run(&alone).await?;
+            let summary = RunSummary::of(&results);
+            per_feature.push(FeatureRun {
+                feature: file,
+                wall_seconds: wall.as_secs_f64(),
+                cpu_seconds: cpu,
+                scenarios: summary.scenarios,
+                not_passed: summary.not_passed,
+                slowest: summary.slowest.first().cloned(),
+            });
+        }
+        per_feature.sort_by(|a, b| b.wall_seconds.total_cmp(&a.wall_seconds));
+    }
+
     Ok(LabBench {
+        per_feature,
         profiles,
         features: feature_files(&o.features),
         cold_in_process: Stat::of_durations(&[cold]),
         cold_process,
         cold_process_note,
         warm: Stat::of_durations(&warm),
+        cpu_seconds: Stat::of(cpu),
         runner_seconds: Stat::of_durations(&runner_seconds),
         last,
         all_passed,

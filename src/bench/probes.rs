@@ -114,6 +114,11 @@ pub struct ProbeRow {
     /// Probes sent over all samples, and how many did not get a 200.
     pub sent: usize,
     pub failed: usize,
+    /// CPU per successful probe, in microseconds, of the server side (the Envoys on the path, or
+    /// the raw server's thread) and of this process (the client, and the echo app where the
+    /// path has one), over all samples. USER_HZ accounting: ±10 ms per sample.
+    pub server_cpu_us: Option<f64>,
+    pub client_cpu_us: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -219,6 +224,8 @@ impl Ca {
 /// The in-process rustls + hyper server, on its own thread and runtime.
 struct RawServer {
     addr: SocketAddr,
+    /// The server thread's `/proc/…/task/<tid>/stat`, for its CPU time.
+    thread_stat: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -256,9 +263,11 @@ impl RawServer {
             .local_addr()
             .map_err(|e| format!("raw server: {e}"))?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stat_tx, stat_rx) = std::sync::mpsc::channel::<Option<String>>();
         let thread = std::thread::Builder::new()
             .name("bench-raw-rustls".into())
             .spawn(move || {
+                let _ = stat_tx.send(super::procfs::own_thread_stat());
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -293,8 +302,13 @@ impl RawServer {
                 });
             })
             .map_err(|e| format!("raw server thread: {e}"))?;
+        let thread_stat = stat_rx
+            .recv_timeout(Duration::from_secs(5))
+            .ok()
+            .flatten();
         Ok(RawServer {
             addr,
+            thread_stat,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -544,6 +558,15 @@ struct Target {
     path: ProbePath,
     new_connection: Driver,
     keepalive: Driver,
+    /// `stat` files of the server-side processes or threads.
+    server_stats: Vec<String>,
+}
+
+fn cpu_sum(paths: &[String]) -> Option<f64> {
+    if paths.is_empty() {
+        return None;
+    }
+    paths.iter().map(|p| super::procfs::cpu_of(p)).sum()
 }
 
 /// Starts the servers, measures every row, stops everything.
@@ -616,23 +639,29 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
             path: "/bench".into(),
         })
     };
+    let envoy_stat = |pid: u32| format!("/proc/{pid}/stat");
+    let raw_stat: Vec<String> = raw.thread_stat.iter().cloned().collect();
     let targets = vec![
         Target {
+            server_stats: raw_stat.clone(),
             path: ProbePath::RawRustls,
             new_connection: Driver::NewConnection(mtls_probe(raw.addr, "raw")?),
             keepalive: keepalive_tls(raw.addr, "raw")?,
         },
         Target {
+            server_stats: vec![envoy_stat(direct.pid())],
             path: ProbePath::EnvoyDirect,
             new_connection: Driver::NewConnection(mtls_probe(direct_addr, "direct")?),
             keepalive: keepalive_tls(direct_addr, "direct")?,
         },
         Target {
+            server_stats: vec![envoy_stat(b.envoy().pid())],
             path: ProbePath::EnvoyEcho,
             new_connection: Driver::NewConnection(mtls_probe(b.inbound_addr(), "echo")?),
             keepalive: keepalive_tls(b.inbound_addr(), "echo")?,
         },
         Target {
+            server_stats: vec![envoy_stat(a.envoy().pid()), envoy_stat(b.envoy().pid())],
             path: ProbePath::IntentPath,
             new_connection: Driver::NewConnection(
                 Probe::via_sidecar(outbound, "echo")
@@ -678,6 +707,9 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
         rates: Vec<f64>,
         sent: usize,
         failed: usize,
+        ok: usize,
+        server_cpu: Option<f64>,
+        client_cpu: Option<f64>,
     }
     let mut accs: Vec<Acc> = Vec::new();
     for mode in [ProbeMode::NewConnection, ProbeMode::KeepAlive] {
@@ -690,6 +722,9 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
                     rates: Vec::new(),
                     sent: 0,
                     failed: 0,
+                    ok: 0,
+                    server_cpu: Some(0.0),
+                    client_cpu: Some(0.0),
                 });
             }
         }
@@ -703,10 +738,31 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
                 ProbeMode::NewConnection => (&t.new_connection, options.probes.max(1)),
                 ProbeMode::KeepAlive => (&t.keepalive, options.keepalive_requests.max(1)),
             };
+            let own = || super::procfs::cpu_of("/proc/self/stat");
+            let (server_before, own_before, raw_before) =
+                (cpu_sum(&t.server_stats), own(), cpu_sum(&raw_stat));
             let (ok, failed, secs) = sample(driver, total, acc.concurrency).await;
+            let (server_after, own_after, raw_after) =
+                (cpu_sum(&t.server_stats), own(), cpu_sum(&raw_stat));
             acc.rates.push(if secs > 0.0 { ok as f64 / secs } else { 0.0 });
             acc.sent += ok + failed;
             acc.failed += failed;
+            acc.ok += ok;
+            acc.server_cpu = match (acc.server_cpu, server_before, server_after) {
+                (Some(sum), Some(a), Some(b)) => Some(sum + (b - a)),
+                _ => None,
+            };
+            // This process minus the raw server's thread: the client (and the echo app).
+            acc.client_cpu = match (acc.client_cpu, own_before, own_after) {
+                (Some(sum), Some(a), Some(b)) => {
+                    let raw = match (raw_before, raw_after) {
+                        (Some(x), Some(y)) => y - x,
+                        _ => 0.0,
+                    };
+                    Some(sum + (b - a) - raw)
+                }
+                _ => None,
+            };
         }
     }
     let rows = accs
@@ -718,6 +774,14 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
             rate: Stat::of(a.rates),
             sent: a.sent,
             failed: a.failed,
+            server_cpu_us: a
+                .server_cpu
+                .filter(|_| a.ok > 0)
+                .map(|c| c * 1e6 / a.ok as f64),
+            client_cpu_us: a
+                .client_cpu
+                .filter(|_| a.ok > 0)
+                .map(|c| c * 1e6 / a.ok as f64),
         })
         .collect();
 

@@ -27,6 +27,9 @@ pub struct Machine {
     pub build: String,
     /// 1-minute load average when the run started (a busy machine skews every figure).
     pub load_average: f64,
+    /// `RUST_BACKTRACE` / `RUST_LIB_BACKTRACE` when set: with either, every `anyhow` error
+    /// (regorus uses them internally) captures a backtrace, which slows in-process Rego.
+    pub rust_backtrace: Option<String>,
 }
 
 impl Machine {
@@ -62,8 +65,21 @@ impl Machine {
                 "release".into()
             },
             load_average,
+            rust_backtrace: ["RUST_LIB_BACKTRACE", "RUST_BACKTRACE"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().map(|x| format!("{v}={x}"))),
         }
     }
+}
+
+/// The 1-minute load average now.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `MemAvailable` now, in KiB.
@@ -100,6 +116,44 @@ pub fn memory_of(pid: &str) -> Option<Memory> {
 
 pub fn own_memory() -> Option<Memory> {
     memory_of("self")
+}
+
+/// `Pss` (proportional set size: shared pages divided among their users) of a process, in KiB,
+/// from `/proc/<pid>/smaps_rollup` (Linux ≥ 4.14). Unlike RSS it can be summed across processes
+/// that share a binary.
+pub fn pss_of(pid: &str) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    kib_field(&rollup, "Pss")
+}
+
+/// CPU seconds (`utime + stime`) of the process or thread whose `stat` file is at `path`
+/// (`/proc/<pid>/stat`, `/proc/self/task/<tid>/stat`).
+pub fn cpu_of(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let at = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
+    Some((at(14)? + at(15)?) / 100.0)
+}
+
+/// The `stat` file of the calling thread (`/proc/<pid>/task/<tid>/stat`).
+pub fn own_thread_stat() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(format!("/proc/{}/stat", link.display()))
+}
+
+/// CPU seconds used so far: `(this process, its reaped children)` from `/proc/self/stat`
+/// (`utime + stime`, `cutime + cstime`; Linux reports them in USER_HZ = 100 ticks per second).
+pub fn cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let close = stat.rfind(')')?;
+    // After the comm: state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let at = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
+    Some((
+        (at(14)? + at(15)?) / 100.0,
+        (at(16)? + at(17)?) / 100.0,
+    ))
 }
 
 /// Resets this process's `VmHWM` to its current RSS (`echo 5 > /proc/self/clear_refs`, Linux ≥
@@ -160,6 +214,8 @@ pub struct ChildKind {
     pub peak_rss_sum_kib: u64,
     /// The sum of each one's last `VmHWM` reading, in KiB (an upper bound of the peak).
     pub hwm_sum_kib: u64,
+    /// The largest sum of their `Pss` in one sample, in KiB (shared pages counted once).
+    pub peak_pss_sum_kib: u64,
 }
 
 /// What [`ChildSampler`] saw of this process's children.
@@ -169,6 +225,8 @@ pub struct ChildPeak {
     pub peak_rss_sum_kib: u64,
     /// How many children were alive in that sample.
     pub alive_at_peak: usize,
+    /// The largest sum of every child's `Pss` in one sample, in KiB (shared pages counted once).
+    pub peak_pss_sum_kib: u64,
     /// The sum over every child seen of its last `VmHWM` reading, in KiB: an upper bound of the
     /// peak, reached only if every child peaked at once.
     pub hwm_sum_kib: u64,
@@ -197,13 +255,20 @@ impl ChildSampler {
                 loop {
                     let stopping = flag.load(Ordering::Relaxed);
                     let mut sum = 0;
+                    let mut pss_sum = 0;
                     let mut alive = 0;
-                    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+                    // name → (RSS sum, PSS sum)
+                    let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
                     for child in children() {
-                        if let Some(m) = memory_of(&child.pid.to_string()) {
+                        let pid = child.pid.to_string();
+                        if let Some(m) = memory_of(&pid) {
+                            let pss = pss_of(&pid).unwrap_or(0);
                             sum += m.rss_kib;
+                            pss_sum += pss;
                             alive += 1;
-                            *by_name.entry(child.name.clone()).or_default() += m.rss_kib;
+                            let entry = by_name.entry(child.name.clone()).or_default();
+                            entry.0 += m.rss_kib;
+                            entry.1 += pss;
                             hwm.insert(child.pid, (child.name, m.hwm_kib));
                         }
                     }
@@ -212,9 +277,11 @@ impl ChildSampler {
                         peak.peak_rss_sum_kib = sum;
                         peak.alive_at_peak = alive;
                     }
-                    for (name, rss) in by_name {
+                    peak.peak_pss_sum_kib = peak.peak_pss_sum_kib.max(pss_sum);
+                    for (name, (rss, pss)) in by_name {
                         let kind = peak.by_name.entry(name).or_default();
                         kind.peak_rss_sum_kib = kind.peak_rss_sum_kib.max(rss);
+                        kind.peak_pss_sum_kib = kind.peak_pss_sum_kib.max(pss);
                     }
                     if stopping {
                         break;
@@ -267,6 +334,13 @@ mod tests {
             Some(("a (b) c".into(), 9))
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_cpu_and_pss_are_readable() {
+        let (own, _) = cpu_seconds().unwrap();
+        assert!(own >= 0.0);
+        assert!(pss_of("self").unwrap() > 0);
     }
 
     #[test]

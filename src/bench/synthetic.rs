@@ -129,7 +129,7 @@ impl SyntheticMesh {
         let profile_path = dir.join("profile.yaml");
         std::fs::write(&profile_path, &yaml)
             .map_err(|e| format!("{}: {e}", profile_path.display()))?;
-        let mesh = SyntheticMesh {
+        let mut mesh = SyntheticMesh {
             dir,
             profile_path,
             yaml,
@@ -139,10 +139,8 @@ impl SyntheticMesh {
         let profile = crate::profile::parse(&mesh.profile_path, &mesh.yaml)
             .map_err(|e| format!("synthetic profile of {n} services: {e}"))?;
         crate::render::write(&profile, None, &mesh.dir)?;
-        Ok(SyntheticMesh {
-            intents: profile.intents.len(),
-            ..mesh
-        })
+        mesh.intents = profile.intents.len();
+        Ok(mesh)
     }
 }
 

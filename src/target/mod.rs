@@ -1,6 +1,7 @@
 //! Targets: where behaviour is observed. Steps and checks only see this trait, never which target
 //! runs (lab, kind, an existing cluster).
 
+pub mod kube;
 pub mod lab;
 
 use crate::profile::{Identity, Profile};

@@ -14,6 +14,16 @@
 //!   the admin `/ready` answers `200` (polled every few milliseconds, never a fixed sleep), or
 //!   fails with [`EnvoyError::Exited`] (with the log's tail) or [`EnvoyError::NotReady`] naming
 //!   what it waited for.
+//! * Another user ([`EnvoyLaunch::run_as`], the harness must be root): Envoy runs under the given
+//!   uid/gid (`CommandExt::uid`/`gid`, supplementary groups dropped), which is how a workload's
+//!   sidecar gets the identity SPIRE's `unix` workload attestor reads from the kernel. The working
+//!   directory is then owned by that uid (0700) and the bootstrap by that uid too; before spawning,
+//!   every directory on the way to the working directory and to the binary is checked to be
+//!   enterable by that uid ([`EnvoyError::Unreachable`] names the first that is not, e.g. a
+//!   `/root` at 0700: expose the binary elsewhere, as `SpireLab::expose_binary` does). A listener
+//!   on a port below `net.ipv4.ip_unprivileged_port_start` (e.g. an ingress gateway's 80) cannot
+//!   be bound by that uid alone: Envoy is then started through util-linux's `setpriv` with
+//!   `CAP_NET_BIND_SERVICE` as its only (ambient) capability, as a Kubernetes pod would grant it.
 //! * Lifetime: the process is killed (SIGKILL) and reaped by [`EnvoyProcess::shutdown`], and on
 //!   drop. It stays in the harness's process group on purpose, so a Ctrl-C at the terminal (sent to
 //!   the whole foreground group) stops the Envoys too. There is no `PR_SET_PDEATHSIG`: std does
@@ -83,6 +93,23 @@ pub enum EnvoyError {
         waiting_for: String,
         last: String,
         log: PathBuf,
+    },
+    #[error(
+        "envoy {name}: uid {uid} needs CAP_NET_BIND_SERVICE to bind port(s) {ports:?}, granted through util-linux's setpriv, which was not found (searched: {})",
+        display_paths(searched)
+    )]
+    NoSetpriv {
+        name: String,
+        uid: u32,
+        ports: Vec<u16>,
+        searched: Vec<PathBuf>,
+    },
+    #[error("envoy {name}: uid {uid} cannot reach {path}: {reason}")]
+    Unreachable {
+        name: String,
+        uid: u32,
+        path: PathBuf,
+        reason: String,
     },
     #[error("envoy admin {addr}{path}: {reason}")]
     Admin {
@@ -246,6 +273,16 @@ pub struct EnvoyLaunch {
     pub log_level: String,
     /// How long start-up may take before [`EnvoyError::NotReady`].
     pub ready_timeout: Duration,
+    /// Run Envoy as this uid/gid instead of the harness's own (see the module docs); `None` by
+    /// default.
+    pub run_as: Option<RunAs>,
+}
+
+/// A uid/gid to run Envoy as. Only root can switch to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl EnvoyLaunch {
@@ -256,6 +293,7 @@ impl EnvoyLaunch {
             workdir: workdir.into(),
             log_level: "warning".into(),
             ready_timeout: Duration::from_secs(15),
+            run_as: None,
         }
     }
 }
@@ -306,7 +344,42 @@ impl EnvoyProcess {
             .try_clone()
             .map_err(|e| io_err("duplicating the stderr file", e))?;
 
-        let mut command = Command::new(bin.path());
+        if let Some(run_as) = launch.run_as {
+            prepare_for_user(
+                &launch.name,
+                run_as,
+                bin.path(),
+                &launch.workdir,
+                &bootstrap_path,
+            )?;
+        }
+        let privileged = privileged_ports(&launch.bootstrap);
+        let mut command = match launch.run_as {
+            Some(run_as) if !privileged.is_empty() => {
+                let setpriv = locate_setpriv().ok_or_else(|| EnvoyError::NoSetpriv {
+                    name: launch.name.clone(),
+                    uid: run_as.uid,
+                    ports: privileged.clone(),
+                    searched: setpriv_candidates(),
+                })?;
+                let mut command = Command::new(setpriv);
+                command
+                    .arg(format!("--reuid={}", run_as.uid))
+                    .arg(format!("--regid={}", run_as.gid))
+                    .arg("--clear-groups")
+                    .arg("--inh-caps=+net_bind_service")
+                    .arg("--ambient-caps=+net_bind_service")
+                    .arg("--")
+                    .arg(bin.path());
+                command
+            }
+            Some(run_as) => {
+                let mut command = Command::new(bin.path());
+                command.uid(run_as.uid).gid(run_as.gid);
+                command
+            }
+            None => Command::new(bin.path()),
+        };
         command
             .arg("-c")
             .arg(&bootstrap_path)
@@ -486,6 +559,144 @@ impl Drop for EnvoyProcess {
             }
         }
     }
+}
+
+/// Makes `workdir` the user's own (0700) and the bootstrap readable by it, after checking that
+/// the user can reach both the directory and the binary.
+fn prepare_for_user(
+    name: &str,
+    run_as: RunAs,
+    binary: &Path,
+    workdir: &Path,
+    bootstrap: &Path,
+) -> Result<(), EnvoyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let unreachable = |path: &Path, reason: String| EnvoyError::Unreachable {
+        name: name.to_owned(),
+        uid: run_as.uid,
+        path: path.to_owned(),
+        reason,
+    };
+    let io_err = |action: String, source| EnvoyError::Io {
+        name: name.to_owned(),
+        action,
+        source,
+    };
+    if let Some(parent) = workdir.parent() {
+        check_enterable(parent, run_as).map_err(|(path, reason)| unreachable(&path, reason))?;
+    }
+    for path in [workdir, bootstrap] {
+        std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid))
+            .map_err(|e| io_err(format!("chown {} to uid {}", path.display(), run_as.uid), e))?;
+    }
+    std::fs::set_permissions(workdir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_err(format!("chmod 700 {}", workdir.display()), e))?;
+    let canonical = std::fs::canonicalize(binary)
+        .map_err(|e| io_err(format!("resolving {}", binary.display()), e))?;
+    if let Some(parent) = canonical.parent() {
+        check_enterable(parent, run_as).map_err(|(path, reason)| {
+            unreachable(
+                &path,
+                format!(
+                    "{reason} (the binary {} lies below it)",
+                    canonical.display()
+                ),
+            )
+        })?;
+    }
+    let meta = std::fs::metadata(&canonical)
+        .map_err(|e| io_err(format!("stat {}", canonical.display()), e))?;
+    if !permits(&meta, run_as, 0o1) {
+        return Err(unreachable(
+            &canonical,
+            format!(
+                "mode {:o} does not let it execute",
+                meta.permissions().mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every directory from `/` down to `dir` must be enterable (`x`) by `run_as` (supplementary
+/// groups are dropped, so only owner, group and other bits count).
+fn check_enterable(dir: &Path, run_as: RunAs) -> Result<(), (PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::fs::canonicalize(dir).map_err(|e| (dir.to_owned(), e.to_string()))?;
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::metadata(ancestor).map_err(|e| (ancestor.to_owned(), e.to_string()))?;
+        if !permits(&meta, run_as, 0o1) {
+            return Err((
+                ancestor.to_owned(),
+                format!(
+                    "directory mode {:o}, owner {}:{} does not let it enter",
+                    meta.permissions().mode() & 0o7777,
+                    std::os::unix::fs::MetadataExt::uid(&meta),
+                    std::os::unix::fs::MetadataExt::gid(&meta)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `run_as` holds permission `bit` (1 = x, 2 = w, 4 = r) on a file with `meta`.
+fn permits(meta: &std::fs::Metadata, run_as: RunAs, bit: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    let shift = if meta.uid() == run_as.uid {
+        6
+    } else if meta.gid() == run_as.gid {
+        3
+    } else {
+        0
+    };
+    (mode >> shift) & bit != 0
+}
+
+/// Listener ports in `bootstrap` that an unprivileged user may not bind
+/// (below `net.ipv4.ip_unprivileged_port_start`, 1024 unless lowered).
+pub fn privileged_ports(bootstrap: &Value) -> Vec<u16> {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(1024);
+    ports_below(bootstrap, start)
+}
+
+/// Listener (and admin) ports in `bootstrap` that are non-zero and below `start`.
+fn ports_below(bootstrap: &Value, start: u32) -> Vec<u16> {
+    let listeners = bootstrap
+        .pointer("/static_resources/listeners")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let admin = bootstrap.pointer("/admin/address/socket_address/port_value");
+    listeners
+        .iter()
+        .filter_map(|l| l.pointer("/address/socket_address/port_value"))
+        .chain(admin)
+        .filter_map(Value::as_u64)
+        .filter(|p| *p > 0 && *p < u64::from(start))
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect()
+}
+
+fn setpriv_candidates() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("setpriv"))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fixed in ["/usr/bin/setpriv", "/bin/setpriv"] {
+        out.push(PathBuf::from(fixed));
+    }
+    out
+}
+
+fn locate_setpriv() -> Option<PathBuf> {
+    setpriv_candidates().into_iter().find(|p| is_executable(p))
 }
 
 /// A base id no other Envoy of this or another concurrently running harness uses: the pid makes
@@ -910,6 +1121,55 @@ mod tests {
                 addr: "127.0.1.2:4242".parse().unwrap()
             }]
         );
+    }
+
+    #[test]
+    fn privileged_listener_ports_are_found() {
+        let bootstrap = json!({
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "static_resources": { "listeners": [
+                { "name": "inbound", "address": { "socket_address": { "address": "127.0.1.1", "port_value": 80 } } },
+                { "name": "outbound|a", "address": { "socket_address": { "address": "127.0.1.1", "port_value": 0 } } },
+                { "name": "other", "address": { "socket_address": { "address": "127.0.1.1", "port_value": 10000 } } }
+            ] }
+        });
+        assert_eq!(ports_below(&bootstrap, 1024), [80]);
+        assert!(ports_below(&bootstrap, 0).is_empty());
+        assert!(ports_below(&json!({}), 1024).is_empty());
+    }
+
+    #[test]
+    fn another_user_needs_the_right_permission_bits() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("meshproof-envoy-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = |mode: u32| {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            std::fs::metadata(&dir).unwrap()
+        };
+        let owner = std::fs::metadata(&dir).unwrap().uid();
+        let group = std::fs::metadata(&dir).unwrap().gid();
+        let stranger = RunAs {
+            uid: owner.wrapping_add(4242),
+            gid: group.wrapping_add(4242),
+        };
+        let same_group = RunAs {
+            uid: owner.wrapping_add(4242),
+            gid: group,
+        };
+        assert!(!permits(&meta(0o700), stranger, 1));
+        assert!(permits(&meta(0o711), stranger, 1));
+        assert!(!permits(&meta(0o750), stranger, 1));
+        assert!(permits(&meta(0o750), same_group, 1));
+        assert!(permits(
+            &meta(0o700),
+            RunAs {
+                uid: owner,
+                gid: group
+            },
+            1
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

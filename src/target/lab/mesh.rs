@@ -302,7 +302,7 @@ impl LabMesh {
 // before it is stopped. Certificates are pushed without any restart (SDS directory swap).
 
 /// How often a retiring sidecar is asked whether it still holds connections.
-const RETIRE_POLL: Duration = Duration::from_millis(10);
+const RETIRE_POLL: Duration = Duration::from_millis(5);
 
 /// One workload's sidecar as observed right now: what a drill records before a fault and compares
 /// after its undo.
@@ -427,28 +427,31 @@ impl LabMesh {
         Ok(std::mem::replace(&mut workload.sidecar, replacement))
     }
 
-    /// Retires a sidecar that was swapped out: its listeners stop accepting (admin
-    /// `POST /drain_listeners`), the requests it still holds get up to `bound` to finish, then
-    /// Envoy is stopped and reaped. Returns how long the drain took.
+    /// Retires a sidecar that was swapped out, without failing a request: admin
+    /// `POST /healthcheck/fail` makes every connection manager drain-close (each HTTP/1 response
+    /// carries `Connection: close`, so callers stop reusing the connections they hold open, after
+    /// the request in progress), `POST /drain_listeners` stops accepting (new connections reach
+    /// the replacement), and the connections still open get up to `bound` to close before Envoy is
+    /// stopped and reaped. Returns how long the drain took.
     pub async fn retire_sidecar(old: Sidecar, bound: Duration) -> Result<Duration, MeshError> {
         let started = Instant::now();
         let admin = old.admin();
-        // A failed drain request only means Envoy is already gone; stopping it is what matters.
+        // A failed admin request only means Envoy is already gone; stopping it is what matters.
+        let _ = admin_post(admin.addr(), "/healthcheck/fail").await;
         let _ = admin_post(admin.addr(), "/drain_listeners").await;
         while started.elapsed() < bound {
-            let active = admin
-                .stats("downstream_cx_active")
+            let open = admin
+                .get_json("/stats?format=json&filter=^listener\\..*downstream_cx_active$")
                 .await
-                .map(|s| {
-                    s.iter()
-                        .filter(|(name, _)| {
-                            name.starts_with("listener.") && !name.contains("admin")
-                        })
+                .map(|v| {
+                    super::envoy::parse_stats(&v)
+                        .iter()
+                        .filter(|(name, _)| !name.starts_with("listener.admin"))
                         .map(|(_, v)| *v)
                         .sum::<u64>()
                 })
                 .unwrap_or(0);
-            if active == 0 {
+            if open == 0 {
                 break;
             }
             tokio::time::sleep(RETIRE_POLL).await;

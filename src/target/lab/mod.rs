@@ -20,6 +20,7 @@ use crate::spiffe::TrustBundle;
 pub mod echo;
 pub mod envoy;
 pub mod mesh;
+pub mod mesh_spire;
 pub mod sds;
 pub mod sidecar;
 pub mod spire;
@@ -88,12 +89,22 @@ impl Lab {
         if let Some(existing) = meshes.get(&profile.name) {
             return Ok(existing.clone());
         }
-        let pki = self.pki(profile)?;
-        let bundle = self.trust_bundle(profile)?;
-        let dir = self.workdir.join(&profile.name).join("mesh");
-        let started = mesh::LabMesh::start(profile, configured, &pki, bundle, &dir)
-            .await
-            .map_err(|e| self.error(e.to_string()))?;
+        let started = if profile.provider == crate::profile::IdentityProvider::Spire {
+            // Identities from the profile's SPIRE lab: every sidecar fed by an agent over SDS.
+            let spire = self.spire(profile).await?;
+            let spire = spire.read().await;
+            mesh_spire::start(profile, configured, &spire)
+                .await
+                .map_err(|e| self.error(e.to_string()))?
+                .mesh
+        } else {
+            let pki = self.pki(profile)?;
+            let bundle = self.trust_bundle(profile)?;
+            let dir = self.workdir.join(&profile.name).join("mesh");
+            mesh::LabMesh::start(profile, configured, &pki, bundle, &dir)
+                .await
+                .map_err(|e| self.error(e.to_string()))?
+        };
         let started = Arc::new(started);
         meshes.insert(profile.name.clone(), started.clone());
         Ok(started)

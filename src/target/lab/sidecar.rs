@@ -9,9 +9,10 @@
 //!   certificate**, validated either by Envoy's SPIFFE validator (one bundle per trust domain: a
 //!   peer is checked against its own trust domain's roots only, and an unknown trust domain fails
 //!   the handshake) or by a plain `trusted_ca` ([`PeerValidation`]). The workload's certificate
-//!   and the validation context come from file-based SDS ([`SdsDir`]), so a rotation is a
-//!   directory swap, never a restart. Then, in order: the given network RBAC filters, the HTTP
-//!   connection manager with `forward_client_cert_details: SANITIZE_SET` and
+//!   and the validation context come from its [`CertSource`]: file-based SDS ([`SdsDir`], so a
+//!   rotation is a directory swap, never a restart), or a SPIRE agent's SDS API (below). Then,
+//!   in order: the given network RBAC filters, the HTTP connection manager with
+//!   `forward_client_cert_details: SANITIZE_SET` and
 //!   `set_current_client_cert_details { uri: true }` (the app sees the caller's SPIFFE ID in
 //!   `x-forwarded-client-cert`, and nothing a caller forged), the given HTTP RBAC filters, and the
 //!   router to the app. [`MtlsMode::Permissive`] adds a TLS inspector and a second, plaintext
@@ -39,6 +40,24 @@
 //!
 //! Key material: the private key goes from [`Credentials`] straight into the SDS directory
 //! (`key.pem`, `0600`); [`Credentials`]' `Debug` redacts it, and no error here quotes it.
+//!
+//! # SPIRE-fed sidecars
+//!
+//! [`Sidecar::start_spire`] starts the same sidecar ([`bootstrap_with`] and
+//! [`CertSource::SpireAgent`]) with its identity from a SPIRE agent, as a SPIRE-integrated Istio
+//! or Envoy deployment runs: a static `spire_agent` cluster to the agent's Unix socket (gRPC over
+//! HTTP/2), the certificate as the SDS secret named by the workload's SPIFFE ID, and the
+//! validation context as the secret `spiffe://<trust domain>`, which the agent answers with
+//! Envoy's SPIFFE validator holding that one trust domain's bundle (the same semantics as
+//! [`PeerValidation::Spiffe`]: only peers of the trust domain; an unknown trust domain fails).
+//! [`PeerValidation::TrustedCa`] asks the agent for a plain `trusted_ca` instead (node metadata
+//! `disable_spiffe_cert_validation: true`, SPIRE's own switch). The outbound clusters still pin
+//! the callee's exact SPIFFE ID on top of the agent's validation context. Renewals and bundle
+//! changes are pushed by the agent over the open SDS stream: no restart, no file, no key on disk
+//! anywhere (the agent only hands the SVID to a process its `unix` attestor matches to the
+//! registration entry, so Envoy runs as the workload's uid/gid: [`super::envoy::RunAs`]).
+//! Federated bundles ([`SidecarSpec::federated`]) are refused with this source: with SPIRE they
+//! come from SPIRE's own federation, not from files.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,8 +67,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::envoy::{AdminClient, EnvoyBinary, EnvoyError, EnvoyLaunch, EnvoyProcess};
+use super::envoy::{
+    AdminClient, EnvoyBinary, EnvoyError, EnvoyLaunch, EnvoyProcess, RunAs, ServedCert,
+};
 use super::sds::{SdsDir, SdsError, SdsGeneration};
+use super::spire::{sds_certificate, sds_cluster, sds_validation_context};
 use crate::spiffe::{SpiffeId, TrustDomain};
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -202,6 +224,27 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// A SPIRE agent's SDS API, as a sidecar's certificate source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpireAgentSds {
+    /// The agent's Workload API / SDS Unix socket.
+    pub socket: PathBuf,
+    /// The SVID to ask for (the SDS resource name). The agent serves it only to a process its
+    /// attestor matches to that ID's registration entry.
+    pub spiffe_id: SpiffeId,
+    /// The trust domain whose bundle validates peers (the `spiffe://<td>` resource).
+    pub trust_domain: TrustDomain,
+}
+
+/// Where a sidecar's certificate and peer-validation context come from.
+#[derive(Clone, Copy, Debug)]
+pub enum CertSource<'a> {
+    /// File-based SDS from a secret directory the harness writes (the lab CA's SVIDs).
+    File(&'a SdsDir),
+    /// SDS over gRPC from a SPIRE agent; nothing on disk.
+    SpireAgent(&'a SpireAgentSds),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
     #[error("sidecar {name}: {source}")]
@@ -239,7 +282,10 @@ pub struct Sidecar {
     spiffe_id: SpiffeId,
     mtls: MtlsMode,
     envoy: EnvoyProcess,
+    /// For a SPIRE-fed sidecar: an empty directory nothing writes to (see [`Sidecar::sds`]).
     sds: SdsDir,
+    spire: Option<SpireAgentSds>,
+    run_as: Option<RunAs>,
     inbound: SocketAddr,
     outbound: BTreeMap<String, SocketAddr>,
 }
@@ -268,12 +314,59 @@ impl Sidecar {
         sds.set_validation_context(&validation_context(spec, &sds, &bundles))
             .map_err(sds_err)?;
         let config = bootstrap(spec, &sds);
-        let envoy = EnvoyProcess::start(bin, EnvoyLaunch::new(&spec.name, config, dir))
-            .await
-            .map_err(|source| SidecarError::Envoy {
+        Sidecar::launch(bin, spec, config, dir, sds, None, None).await
+    }
+
+    /// Starts a sidecar whose certificate and validation context come from a SPIRE agent's SDS
+    /// API (see the module docs), running Envoy as `run_as` (the workload's uid/gid, so the
+    /// agent's `unix` attestor matches it to its entry; `None` keeps the harness's own user,
+    /// e.g. for `unix:path` selectors). `dir` (bootstrap, logs, admin address) must be reachable
+    /// by that user; it holds no key. Returns once Envoy is ready and every listener is bound,
+    /// which Envoy reaches after the first SDS answer or its initial fetch timeout (15 s): use
+    /// [`Sidecar::wait_for_svid`] to know the SVID is really served.
+    pub async fn start_spire(
+        bin: &EnvoyBinary,
+        spec: &SidecarSpec,
+        agent: &SpireAgentSds,
+        run_as: Option<RunAs>,
+        dir: &Path,
+    ) -> Result<Sidecar, SidecarError> {
+        if !spec.federated.is_empty() {
+            return Err(SidecarError::Other {
                 name: spec.name.clone(),
-                source: Box::new(source),
-            })?;
+                message: "federated bundles from files cannot be combined with a SPIRE agent \
+                          source: with SPIRE they come from SPIRE's own federation"
+                    .into(),
+            });
+        }
+        // Kept only so that [`Sidecar::sds`] has something to return: never written, never
+        // read by Envoy.
+        let sds = SdsDir::create(dir.join("sds")).map_err(|source| SidecarError::Sds {
+            name: spec.name.clone(),
+            source,
+        })?;
+        let config = bootstrap_with(spec, CertSource::SpireAgent(agent));
+        Sidecar::launch(bin, spec, config, dir, sds, Some(agent.clone()), run_as).await
+    }
+
+    async fn launch(
+        bin: &EnvoyBinary,
+        spec: &SidecarSpec,
+        config: Value,
+        dir: &Path,
+        sds: SdsDir,
+        spire: Option<SpireAgentSds>,
+        run_as: Option<RunAs>,
+    ) -> Result<Sidecar, SidecarError> {
+        let mut launch = EnvoyLaunch::new(&spec.name, config, dir);
+        launch.run_as = run_as;
+        let envoy =
+            EnvoyProcess::start(bin, launch)
+                .await
+                .map_err(|source| SidecarError::Envoy {
+                    name: spec.name.clone(),
+                    source: Box::new(source),
+                })?;
         let listeners = envoy
             .admin()
             .listeners()
@@ -303,6 +396,8 @@ impl Sidecar {
             mtls: spec.mtls,
             envoy,
             sds,
+            spire,
+            run_as,
             inbound,
             outbound,
         })
@@ -338,13 +433,40 @@ impl Sidecar {
         &self.envoy
     }
 
+    /// The file-based SDS directory. For a SPIRE-fed sidecar ([`Sidecar::cert_source`]) it is
+    /// an empty directory nothing writes to and Envoy never reads: its certificate exists only
+    /// in Envoy's memory, so reading files from here fails (not found).
     pub fn sds(&self) -> &SdsDir {
         &self.sds
     }
 
+    /// Where this sidecar's certificate and validation context come from.
+    pub fn cert_source(&self) -> CertSource<'_> {
+        match &self.spire {
+            Some(agent) => CertSource::SpireAgent(agent),
+            None => CertSource::File(&self.sds),
+        }
+    }
+
+    /// The uid/gid Envoy runs as, when not the harness's own.
+    pub fn run_as(&self) -> Option<RunAs> {
+        self.run_as
+    }
+
     /// Publishes new credentials to the running Envoy (a `..data` swap; no restart). Use
-    /// [`Sidecar::wait_for_serial`] to see Envoy serve them.
+    /// [`Sidecar::wait_for_serial`] to see Envoy serve them. A SPIRE-fed sidecar refuses: its
+    /// certificates come from the agent, and renew when SPIRE renews them.
     pub fn rotate(&self, credentials: &Credentials) -> Result<SdsGeneration, SidecarError> {
+        if let Some(agent) = &self.spire {
+            return Err(SidecarError::Other {
+                name: self.name.clone(),
+                message: format!(
+                    "its certificate comes from the SPIRE agent at {} over SDS; it cannot be \
+                     rotated from files (SPIRE renews it; a new SVID needs SPIRE)",
+                    agent.socket.display()
+                ),
+            });
+        }
         self.sds
             .write(
                 &credentials.chain_pem,
@@ -387,6 +509,72 @@ impl Sidecar {
                 });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The leaf Envoy serves for this sidecar's own SPIFFE ID (admin `/certs`), if any yet.
+    pub async fn served_leaf(&self) -> Result<Option<ServedCert>, SidecarError> {
+        let id = self.spiffe_id.to_string();
+        let leaves = self
+            .admin()
+            .served_leaves()
+            .await
+            .map_err(|source| SidecarError::Envoy {
+                name: self.name.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(leaves.into_iter().find(|c| c.uri_sans.contains(&id)))
+    }
+
+    /// Polls `/certs` until Envoy serves a leaf for this sidecar's own SPIFFE ID (a SPIRE-fed
+    /// sidecar: until the agent's first SDS answer). Returns it and how long that took.
+    pub async fn wait_for_svid(
+        &self,
+        timeout: Duration,
+    ) -> Result<(ServedCert, Duration), SidecarError> {
+        self.wait_for_leaf(timeout, "a certificate", |_| true).await
+    }
+
+    /// Polls `/certs` until the served leaf's serial is no longer `serial_hex` (a renewal pushed
+    /// by the certificate source). Returns the new leaf and how long that took.
+    pub async fn wait_for_serial_change(
+        &self,
+        serial_hex: &str,
+        timeout: Duration,
+    ) -> Result<(ServedCert, Duration), SidecarError> {
+        let old = super::envoy::normalize_serial(serial_hex);
+        self.wait_for_leaf(
+            timeout,
+            &format!("a serial other than {old}"),
+            |c: &ServedCert| c.serial_hex != old,
+        )
+        .await
+    }
+
+    async fn wait_for_leaf(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&ServedCert) -> bool,
+    ) -> Result<(ServedCert, Duration), SidecarError> {
+        let started = Instant::now();
+        loop {
+            let last = match self.served_leaf().await {
+                Ok(Some(leaf)) if done(&leaf) => return Ok((leaf, started.elapsed())),
+                Ok(Some(leaf)) => format!("serial {}", leaf.serial_hex),
+                Ok(None) => "no certificate for its SPIFFE ID".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() >= timeout {
+                return Err(SidecarError::Other {
+                    name: self.name.clone(),
+                    message: format!(
+                        "after {timeout:?} /certs shows {last} for {}, not {what}",
+                        self.spiffe_id
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -469,23 +657,30 @@ fn socket_address(ip: IpAddr, port: u16) -> Value {
     json!({ "socket_address": { "address": ip.to_string(), "port_value": port } })
 }
 
-fn common_tls_context(sds: &SdsDir, default_validation: Option<Value>) -> Value {
+fn common_tls_context(source: CertSource<'_>, default_validation: Option<Value>) -> Value {
+    let (certificate, validation) = match source {
+        CertSource::File(sds) => (sds.cert_secret_config(), sds.validation_secret_config()),
+        CertSource::SpireAgent(agent) => (
+            sds_certificate(&agent.spiffe_id),
+            sds_validation_context(&agent.trust_domain),
+        ),
+    };
     let mut context = json!({
         "tls_params": {
             "tls_minimum_protocol_version": "TLSv1_2",
             "tls_maximum_protocol_version": "TLSv1_3",
         },
-        "tls_certificate_sds_secret_configs": [sds.cert_secret_config()],
+        "tls_certificate_sds_secret_configs": [certificate],
     });
     match default_validation {
         Some(default) => {
             context["combined_validation_context"] = json!({
                 "default_validation_context": default,
-                "validation_context_sds_secret_config": sds.validation_secret_config(),
+                "validation_context_sds_secret_config": validation,
             });
         }
         None => {
-            context["validation_context_sds_secret_config"] = sds.validation_secret_config();
+            context["validation_context_sds_secret_config"] = validation;
         }
     }
     context
@@ -545,12 +740,17 @@ fn inbound_filters(spec: &SidecarSpec) -> Vec<Value> {
 
 /// The Envoy bootstrap for `spec`, reading its secrets from `sds`.
 pub fn bootstrap(spec: &SidecarSpec, sds: &SdsDir) -> Value {
+    bootstrap_with(spec, CertSource::File(sds))
+}
+
+/// The Envoy bootstrap for `spec`, with its secrets from `source` (see the module docs).
+pub fn bootstrap_with(spec: &SidecarSpec, source: CertSource<'_>) -> Value {
     let downstream_tls = json!({
         "name": TLS_SOCKET,
         "typed_config": {
             "@type": DOWNSTREAM_TLS,
             "require_client_certificate": true,
-            "common_tls_context": common_tls_context(sds, None),
+            "common_tls_context": common_tls_context(source, None),
         }
     });
     let mut tls_chain = json!({
@@ -614,7 +814,7 @@ pub fn bootstrap(spec: &SidecarSpec, sds: &SdsDir) -> Value {
         });
         let mut upstream_tls = json!({
             "@type": UPSTREAM_TLS,
-            "common_tls_context": common_tls_context(sds, Some(exact_id)),
+            "common_tls_context": common_tls_context(source, Some(exact_id)),
         });
         if let Some(sni) = &upstream.sni {
             upstream_tls["sni"] = json!(sni);
@@ -630,8 +830,17 @@ pub fn bootstrap(spec: &SidecarSpec, sds: &SdsDir) -> Value {
         }));
     }
 
+    let mut node = json!({ "id": spec.name, "cluster": spec.name });
+    if let CertSource::SpireAgent(agent) = source {
+        clusters.insert(0, sds_cluster(&agent.socket));
+        // SPIRE's own switch between its SPIFFE validator and a plain `trusted_ca`; explicit
+        // either way, so the agent's configured default does not decide.
+        node["metadata"] = json!({
+            "disable_spiffe_cert_validation": spec.validation == PeerValidation::TrustedCa,
+        });
+    }
     json!({
-        "node": { "id": spec.name, "cluster": spec.name },
+        "node": node,
         "admin": { "address": socket_address(IpAddr::V4(Ipv4Addr::LOCALHOST), 0) },
         "static_resources": { "listeners": listeners, "clusters": clusters },
         // A bound on downstream connections: Envoy warns at start-up without one, and a quiet
@@ -751,6 +960,81 @@ mod tests {
         let domains = &v["custom_validator_config"]["typed_config"]["trust_domains"];
         assert_eq!(domains[0]["name"], "td");
         assert_eq!(domains[1]["name"], "other");
+        let _ = std::fs::remove_dir_all(sds.path());
+    }
+
+    fn agent() -> SpireAgentSds {
+        SpireAgentSds {
+            socket: PathBuf::from("/lab/public/agent-0/api.sock"),
+            spiffe_id: SpiffeId::parse("spiffe://td/ns/b/sa/b").unwrap(),
+            trust_domain: TrustDomain::parse("td").unwrap(),
+        }
+    }
+
+    #[test]
+    fn spire_source_takes_certificate_and_bundle_from_the_agent() {
+        let agent = agent();
+        let b = bootstrap_with(&spec(MtlsMode::Strict), CertSource::SpireAgent(&agent));
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert_eq!(clusters[0]["name"], "spire_agent");
+        assert_eq!(
+            clusters[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["pipe"]["path"],
+            "/lab/public/agent-0/api.sock"
+        );
+        let inbound = &b["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]
+            ["typed_config"];
+        assert_eq!(inbound["require_client_certificate"], true);
+        let ctx = &inbound["common_tls_context"];
+        let cert = &ctx["tls_certificate_sds_secret_configs"][0];
+        assert_eq!(cert["name"], "spiffe://td/ns/b/sa/b");
+        assert_eq!(
+            cert["sds_config"]["api_config_source"]["grpc_services"][0]["envoy_grpc"]["cluster_name"],
+            "spire_agent"
+        );
+        assert_eq!(
+            ctx["validation_context_sds_secret_config"]["name"],
+            "spiffe://td"
+        );
+        // Outbound: the agent's validation context plus the callee's exact ID.
+        let out = &clusters.iter().find(|c| c["name"] == "outbound|c").unwrap()["transport_socket"]
+            ["typed_config"]["common_tls_context"];
+        let combined = &out["combined_validation_context"];
+        assert_eq!(
+            combined["validation_context_sds_secret_config"]["name"],
+            "spiffe://td"
+        );
+        assert_eq!(
+            combined["default_validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "spiffe://td/ns/c/sa/c"
+        );
+        assert_eq!(
+            b["node"]["metadata"]["disable_spiffe_cert_validation"],
+            false
+        );
+        // Nothing on disk: no file is named anywhere.
+        let text = b.to_string();
+        assert!(
+            !text.contains("filename") && !text.contains(".pem"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn trusted_ca_validation_asks_the_agent_for_a_plain_bundle() {
+        let agent = agent();
+        let mut spec = spec(MtlsMode::Strict);
+        spec.validation = PeerValidation::TrustedCa;
+        let b = bootstrap_with(&spec, CertSource::SpireAgent(&agent));
+        assert_eq!(
+            b["node"]["metadata"]["disable_spiffe_cert_validation"],
+            true
+        );
+        // The file source is unchanged by the refactor: no agent cluster, no metadata.
+        let sds = scratch();
+        let f = bootstrap(&spec, &sds);
+        assert!(f["node"].get("metadata").is_none());
+        assert_eq!(f["static_resources"]["clusters"][0]["name"], APP_CLUSTER);
         let _ = std::fs::remove_dir_all(sds.path());
     }
 
