@@ -6,8 +6,9 @@ use super::{MeshWorld, harness_error};
 use crate::checks::{self, intents, live};
 use crate::pki::Chaos;
 use crate::probe::{Probe, ProbeIdentity};
-use crate::profile::Decision;
+use crate::profile::{Decision, IdentityProvider};
 use crate::results::Status;
+use crate::target::lab::mesh_spire;
 
 #[given("the lab mesh is running for it")]
 async fn mesh_running(world: &mut MeshWorld) {
@@ -98,8 +99,25 @@ async fn refuses_bad_peers(world: &mut MeshWorld, service: String) {
         Ok(svid) => ProbeIdentity::from_chaos(&svid),
         Err(e) => harness_error!("{e}"),
     };
-    let Some(valid) = pki.svids.get(&caller_id) else {
-        harness_error!("no SVID for {caller_id}")
+    // The positive control must be a real mesh identity: with SPIRE, the caller workload's
+    // current SPIRE-issued SVID, and the callee judged against SPIRE's current bundle.
+    let (valid, bundle) = if profile.provider == IdentityProvider::Spire {
+        let spire = ctx
+            .lab
+            .spire(&profile)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let spire = spire.read().await;
+        let fetched = mesh_spire::fetch_svid(&spire, &caller.service)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let bundle = fetched.bundle.clone();
+        (fetched.probe_identity(), bundle)
+    } else {
+        let Some(valid) = pki.svids.get(&caller_id) else {
+            harness_error!("no SVID for {caller_id}")
+        };
+        (ProbeIdentity::from_svid(valid), mesh.bundle.clone())
     };
     let cases: Vec<(String, ProbeIdentity)> = vec![
         ("plaintext".into(), ProbeIdentity::Plaintext),
@@ -122,8 +140,7 @@ async fn refuses_bad_peers(world: &mut MeshWorld, service: String) {
     ];
     let mut failures = Vec::new();
     for (what, identity) in cases {
-        let observation = mesh
-            .direct(&service, identity, "/")
+        let observation = mesh_spire::direct(&mesh, &bundle, &service, identity, "/")
             .await
             .unwrap_or_else(|e| harness_error!("{e}"));
         let result = checks::verdict(
@@ -136,8 +153,7 @@ async fn refuses_bad_peers(world: &mut MeshWorld, service: String) {
         }
         world.checks.push(result);
     }
-    let control = mesh
-        .direct(&service, ProbeIdentity::from_svid(valid), "/")
+    let control = mesh_spire::direct(&mesh, &bundle, &service, valid, "/")
         .await
         .unwrap_or_else(|e| harness_error!("{e}"));
     let result = checks::verdict(
@@ -160,6 +176,61 @@ async fn serves_its_svid(world: &mut MeshWorld, service: String) {
     let Some(workload) = mesh.caller(&service) else {
         harness_error!("no lab workload for {service}")
     };
+    if profile.provider == IdentityProvider::Spire {
+        let spire = ctx
+            .lab
+            .spire(&profile)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let spire = spire.read().await;
+        let seen = mesh_spire::served_svid(&mesh, &spire, &service)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let c = &seen.served;
+        let outcome = match (&seen.chains_to_spire, seen.matches) {
+            (Ok(()), true) => Ok((
+                format!(
+                    "serves {}, serial {}, until {}, issued by SPIRE authority {}",
+                    seen.spiffe_id,
+                    c.serial_hex,
+                    c.expiration_time.as_deref().unwrap_or("?"),
+                    seen.authority_id.as_deref().unwrap_or("?")
+                ),
+                vec![
+                    ("spiffe_id".into(), seen.spiffe_id.clone()),
+                    ("serial".into(), c.serial_hex.clone()),
+                    (
+                        "not_before".into(),
+                        c.valid_from.clone().unwrap_or_default(),
+                    ),
+                    (
+                        "not_after".into(),
+                        c.expiration_time.clone().unwrap_or_default(),
+                    ),
+                    (
+                        "authority_id".into(),
+                        seen.authority_id.clone().unwrap_or_default(),
+                    ),
+                    (
+                        "source".into(),
+                        "envoy admin /certs; SPIRE Workload API".into(),
+                    ),
+                ],
+            )),
+            (_, false) => Err(format!(
+                "serves {} with serial {}, but SPIRE issued {}",
+                seen.spiffe_id,
+                c.serial_hex,
+                seen.issued_serials.join(" / ")
+            )),
+            (Err(e), true) => Err(format!(
+                "serves {} serial {}, which does not chain to the SPIRE server's bundle: {e}",
+                seen.spiffe_id, c.serial_hex
+            )),
+        };
+        world.record(checks::verdict("identity.served", &service, outcome));
+        return;
+    }
     let pki = ctx
         .lab
         .pki(&profile)
@@ -226,6 +297,62 @@ async fn rotate_under_load(world: &mut MeshWorld) {
     let Some(callee) = mesh.caller(&call.to) else {
         harness_error!("no lab workload for {}", call.to)
     };
+    if profile.provider == IdentityProvider::Spire {
+        // SPIRE renews on its own (at half of the SVID's lifetime): keep calling until the
+        // callee's sidecar serves the renewed SVID, bounded by twice the lab's SVID TTL.
+        let bound = {
+            let spire = ctx
+                .lab
+                .spire(&profile)
+                .await
+                .unwrap_or_else(|e| harness_error!("{e}"));
+            let ttl = spire.read().await.config().x509_svid_ttl;
+            ttl * 2
+        };
+        let r = mesh_spire::calls_across_renewal(&mesh, &call, bound)
+            .await
+            .unwrap_or_else(|e| harness_error!("{e}"));
+        let id = r.spiffe_id.clone();
+        let outcome = match &r.serial_after {
+            Some(after) if r.failed.is_empty() => Ok((
+                format!(
+                    "{id}: SPIRE renewed serial {} → {after}, served {:.1} s into the calls without restart; {} calls {}, 0 failed",
+                    r.serial_before,
+                    r.waited.as_secs_f64(),
+                    r.sent,
+                    call.label()
+                ),
+                vec![
+                    ("spiffe_id".into(), id.clone()),
+                    ("serial_before".into(), r.serial_before.clone()),
+                    ("serial".into(), after.clone()),
+                    (
+                        "not_before".into(),
+                        r.not_before.clone().unwrap_or_default(),
+                    ),
+                    ("not_after".into(), r.not_after.clone().unwrap_or_default()),
+                    (
+                        "picked_up_ms".into(),
+                        format!("{:.1}", r.waited.as_secs_f64() * 1e3),
+                    ),
+                ],
+            )),
+            Some(_) => Err(format!(
+                "{id}: renewed, but {} of {} calls failed during renewal: {}",
+                r.failed.len(),
+                r.sent,
+                r.failed.join("; ")
+            )),
+            None => Err(format!(
+                "{id}: SPIRE did not renew serial {} within {bound:?} ({} calls, {} failed)",
+                r.serial_before,
+                r.sent,
+                r.failed.len()
+            )),
+        };
+        world.pending = Some(checks::verdict("rotation.workload", &id, outcome));
+        return;
+    }
     let pki = ctx
         .lab
         .pki(&profile)

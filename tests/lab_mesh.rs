@@ -55,7 +55,8 @@ fn a_live_run_leaves_no_envoy_behind() {
         "the Envoy version is recorded: {}",
         results["versions"]
     );
-    let leftovers = processes_mentioning(&format!("meshproof-lab-{pid}-"));
+    let mut leftovers = processes_mentioning(&format!("meshproof-lab-{pid}-"));
+    leftovers.extend(processes_mentioning(&format!("meshproof-spire-{pid}-")));
     assert!(
         leftovers.is_empty(),
         "left running after meshproof {pid} exited: {leftovers:?}"
@@ -114,9 +115,11 @@ fn an_interrupted_run_stops_every_lab_process() {
         .unwrap();
     let pid = child.id();
     let needle = format!("meshproof-lab-{pid}-");
+    let spire_needle = format!("meshproof-spire-{pid}-");
     // Wait (bounded) until the lab has started processes, then interrupt mid-run.
     let started = std::time::Instant::now();
-    while processes_mentioning(&needle).is_empty() {
+    while processes_mentioning(&needle).is_empty() && processes_mentioning(&spire_needle).is_empty()
+    {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "the lab never started a process"
@@ -137,7 +140,7 @@ fn an_interrupted_run_stops_every_lab_process() {
     );
     // Envoys carry the lab's directory on their command line, SPIRE processes their own.
     let mut leftovers = processes_mentioning(&needle);
-    leftovers.extend(processes_mentioning(&format!("meshproof-spire-{pid}-")));
+    leftovers.extend(processes_mentioning(&spire_needle));
     assert!(
         leftovers.is_empty(),
         "left running after an interrupt: {leftovers:?}"

@@ -569,133 +569,205 @@ fn cpu_sum(paths: &[String]) -> Option<f64> {
     paths.iter().map(|p| super::procfs::cpu_of(p)).sum()
 }
 
-/// Starts the servers, measures every row, stops everything.
-pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
-    let bin = EnvoyBinary::locate().map_err(|e| e.to_string())?;
-    let scratch = Scratch::new("probes")?;
-    let ca = Ca::new()?;
-    let client = ca.svid("client")?;
-    let client_identity = ProbeIdentity::from_svid(&client);
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The servers every probe path needs, started and checked: the raw rustls server, the
+/// direct-response Envoy, the echo app behind its sidecar, and a caller sidecar in front.
+pub struct ProbeLab {
+    targets: Vec<Target>,
+    raw_stat: Vec<String>,
+    envoy_version: String,
+    envoy_ready: Stat,
+    a: Sidecar,
+    b: Sidecar,
+    direct: EnvoyProcess,
+    echo: EchoServer,
+    raw: RawServer,
+    scratch: Scratch,
+}
 
-    let raw = RawServer::start(&ca, &ca.svid("raw")?)?;
-    let (direct, direct_addr) = start_direct(&bin, &ca.svid("direct")?, &scratch.path().join("direct")).await?;
+impl ProbeLab {
+    /// Starts everything and sends 20 warm-up probes on every path and mode; any failure is an
+    /// error (a rate of failures is no rate).
+    pub async fn start() -> Result<ProbeLab, String> {
+        let bin = EnvoyBinary::locate().map_err(|e| e.to_string())?;
+        let scratch = Scratch::new("probes")?;
+        let ca = Ca::new()?;
+        let client = ca.svid("client")?;
+        let client_identity = ProbeIdentity::from_svid(&client);
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    let echo = EchoServer::start("echo", SocketAddr::new(loopback, 0))
+        let raw = RawServer::start(&ca, &ca.svid("raw")?)?;
+        let (direct, direct_addr) = start_direct(&bin, &ca.svid("direct")?, &scratch.path().join("direct")).await?;
+
+        let echo = EchoServer::start("echo", SocketAddr::new(loopback, 0))
+            .await
+            .map_err(|e| format!("echo app: {e}"))?;
+        let b_svid = ca.svid("echo")?;
+        let b_spec = SidecarSpec::new("echo", id("echo")?, loopback, echo.addr());
+        let b = Sidecar::start(
+            &bin,
+            &b_spec,
+            &Credentials::from_svid(&b_svid),
+            &scratch.path().join("echo"),
+        )
         .await
-        .map_err(|e| format!("echo app: {e}"))?;
-    let b_svid = ca.svid("echo")?;
-    let b_spec = SidecarSpec::new("echo", id("echo")?, loopback, echo.addr());
-    let b = Sidecar::start(
-        &bin,
-        &b_spec,
-        &Credentials::from_svid(&b_svid),
-        &scratch.path().join("echo"),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let a_svid = ca.svid("caller")?;
-    let mut a_spec = SidecarSpec::new(
-        "caller",
-        id("caller")?,
-        loopback,
-        SocketAddr::new(loopback, 9),
-    );
-    a_spec.upstreams = vec![Upstream {
-        name: "echo".into(),
-        address: b.inbound_addr(),
-        spiffe_id: id("echo")?,
-        sni: None,
-        listen_port: 0,
-    }];
-    let a = Sidecar::start(
-        &bin,
-        &a_spec,
-        &Credentials::from_svid(&a_svid),
-        &scratch.path().join("caller"),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let outbound = a
-        .outbound_addr("echo")
-        .ok_or_else(|| "the caller sidecar has no outbound listener to echo".to_owned())?;
-    let envoy_ready = Stat::of_durations(&[
-        direct.ready_in(),
-        b.envoy().ready_in(),
-        a.envoy().ready_in(),
-    ]);
+        .map_err(|e| e.to_string())?;
+        let a_svid = ca.svid("caller")?;
+        let mut a_spec = SidecarSpec::new(
+            "caller",
+            id("caller")?,
+            loopback,
+            SocketAddr::new(loopback, 9),
+        );
+        a_spec.upstreams = vec![Upstream {
+            name: "echo".into(),
+            address: b.inbound_addr(),
+            spiffe_id: id("echo")?,
+            sni: None,
+            listen_port: 0,
+        }];
+        let a = Sidecar::start(
+            &bin,
+            &a_spec,
+            &Credentials::from_svid(&a_svid),
+            &scratch.path().join("caller"),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let outbound = a
+            .outbound_addr("echo")
+            .ok_or_else(|| "the caller sidecar has no outbound listener to echo".to_owned())?;
+        let envoy_ready = Stat::of_durations(&[
+            direct.ready_in(),
+            b.envoy().ready_in(),
+            a.envoy().ready_in(),
+        ]);
 
-    let mtls_probe = |addr: SocketAddr, server: &str| -> Result<PreparedProbe, String> {
-        Probe::new(addr, client_identity.clone(), Some(ca.trust(server)?))
-            .path("/bench")
-            .prepare()
-            .map_err(|e| e.to_string())
-    };
-    let keepalive_tls = |addr: SocketAddr, server: &str| -> Result<Driver, String> {
-        Ok(Driver::KeepAlive {
-            addr,
-            tls: Some(client_tls(&ca, &client, server, addr)?),
-            host: server.to_owned(),
-            path: "/bench".into(),
-        })
-    };
-    let envoy_stat = |pid: u32| format!("/proc/{pid}/stat");
-    let raw_stat: Vec<String> = raw.thread_stat.iter().cloned().collect();
-    let targets = vec![
-        Target {
-            server_stats: raw_stat.clone(),
-            path: ProbePath::RawRustls,
-            new_connection: Driver::NewConnection(mtls_probe(raw.addr, "raw")?),
-            keepalive: keepalive_tls(raw.addr, "raw")?,
-        },
-        Target {
-            server_stats: vec![envoy_stat(direct.pid())],
-            path: ProbePath::EnvoyDirect,
-            new_connection: Driver::NewConnection(mtls_probe(direct_addr, "direct")?),
-            keepalive: keepalive_tls(direct_addr, "direct")?,
-        },
-        Target {
-            server_stats: vec![envoy_stat(b.envoy().pid())],
-            path: ProbePath::EnvoyEcho,
-            new_connection: Driver::NewConnection(mtls_probe(b.inbound_addr(), "echo")?),
-            keepalive: keepalive_tls(b.inbound_addr(), "echo")?,
-        },
-        Target {
-            server_stats: vec![envoy_stat(a.envoy().pid()), envoy_stat(b.envoy().pid())],
-            path: ProbePath::IntentPath,
-            new_connection: Driver::NewConnection(
-                Probe::via_sidecar(outbound, "echo")
-                    .path("/bench")
-                    .prepare()
-                    .map_err(|e| e.to_string())?,
-            ),
-            keepalive: Driver::KeepAlive {
-                addr: outbound,
-                tls: None,
-                host: "echo".into(),
+        let mtls_probe = |addr: SocketAddr, server: &str| -> Result<PreparedProbe, String> {
+            Probe::new(addr, client_identity.clone(), Some(ca.trust(server)?))
+                .path("/bench")
+                .prepare()
+                .map_err(|e| e.to_string())
+        };
+        let keepalive_tls = |addr: SocketAddr, server: &str| -> Result<Driver, String> {
+            Ok(Driver::KeepAlive {
+                addr,
+                tls: Some(client_tls(&ca, &client, server, addr)?),
+                host: server.to_owned(),
                 path: "/bench".into(),
+            })
+        };
+        let envoy_stat = |pid: u32| format!("/proc/{pid}/stat");
+        let raw_stat: Vec<String> = raw.thread_stat.iter().cloned().collect();
+        let targets = vec![
+            Target {
+                server_stats: raw_stat.clone(),
+                path: ProbePath::RawRustls,
+                new_connection: Driver::NewConnection(mtls_probe(raw.addr, "raw")?),
+                keepalive: keepalive_tls(raw.addr, "raw")?,
             },
-        },
-    ];
+            Target {
+                server_stats: vec![envoy_stat(direct.pid())],
+                path: ProbePath::EnvoyDirect,
+                new_connection: Driver::NewConnection(mtls_probe(direct_addr, "direct")?),
+                keepalive: keepalive_tls(direct_addr, "direct")?,
+            },
+            Target {
+                server_stats: vec![envoy_stat(b.envoy().pid())],
+                path: ProbePath::EnvoyEcho,
+                new_connection: Driver::NewConnection(mtls_probe(b.inbound_addr(), "echo")?),
+                keepalive: keepalive_tls(b.inbound_addr(), "echo")?,
+            },
+            Target {
+                server_stats: vec![envoy_stat(a.envoy().pid()), envoy_stat(b.envoy().pid())],
+                path: ProbePath::IntentPath,
+                new_connection: Driver::NewConnection(
+                    Probe::via_sidecar(outbound, "echo")
+                        .path("/bench")
+                        .prepare()
+                        .map_err(|e| e.to_string())?,
+                ),
+                keepalive: Driver::KeepAlive {
+                    addr: outbound,
+                    tls: None,
+                    host: "echo".into(),
+                    path: "/bench".into(),
+                },
+            },
+        ];
 
-    // Every path must work before anything is timed: a rate of failures is no rate.
-    for t in &targets {
-        for (mode, driver) in [
-            (ProbeMode::NewConnection, &t.new_connection),
-            (ProbeMode::KeepAlive, &t.keepalive),
-        ] {
-            let (ok, failed) = drive(driver.clone(), 20).await;
-            if failed > 0 {
-                return Err(format!(
-                    "{} ({}): {failed} of {} warm-up probes failed ({ok} ok)",
-                    t.path.label(),
-                    mode.label(),
-                    ok + failed
-                ));
+        // Every path must work before anything is timed.
+        for t in &targets {
+            for (mode, driver) in [
+                (ProbeMode::NewConnection, &t.new_connection),
+                (ProbeMode::KeepAlive, &t.keepalive),
+            ] {
+                let (ok, failed) = drive(driver.clone(), 20).await;
+                if failed > 0 {
+                    return Err(format!(
+                        "{} ({}): {failed} of {} warm-up probes failed ({ok} ok)",
+                        t.path.label(),
+                        mode.label(),
+                        ok + failed
+                    ));
+                }
             }
         }
+
+        Ok(ProbeLab {
+            targets,
+            raw_stat,
+            envoy_version: bin.version().to_owned(),
+            envoy_ready,
+            a,
+            b,
+            direct,
+            echo,
+            raw,
+            scratch,
+        })
     }
 
+    /// Envoy's version and each Envoy's start-to-ready time, in seconds.
+    pub fn envoys(&self) -> (&str, &Stat) {
+        (&self.envoy_version, &self.envoy_ready)
+    }
+
+    /// `total` probes on `path` over `concurrency` workers: (ok, failed, seconds).
+    pub async fn run(
+        &self,
+        path: ProbePath,
+        mode: ProbeMode,
+        total: usize,
+        concurrency: usize,
+    ) -> Result<(usize, usize, f64), String> {
+        let t = self
+            .targets
+            .iter()
+            .find(|t| t.path == path)
+            .ok_or_else(|| format!("no target {path:?}"))?;
+        let driver = match mode {
+            ProbeMode::NewConnection => &t.new_connection,
+            ProbeMode::KeepAlive => &t.keepalive,
+        };
+        Ok(sample(driver, total, concurrency).await)
+    }
+
+    /// Stops every Envoy and server and removes the scratch folder.
+    pub async fn shutdown(self) {
+        let _ = self.a.shutdown().await;
+        let _ = self.b.shutdown().await;
+        let _ = self.direct.shutdown().await;
+        drop(self.echo);
+        drop(self.raw);
+        drop(self.scratch);
+    }
+}
+
+/// Starts the servers, measures every row, stops everything.
+pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
+    let lab = ProbeLab::start().await?;
+    let targets = &lab.targets;
+    let raw_stat = &lab.raw_stat;
     let mut concurrencies = vec![1];
     if options.concurrency > 1 {
         concurrencies.push(options.concurrency);
@@ -714,7 +786,7 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
     let mut accs: Vec<Acc> = Vec::new();
     for mode in [ProbeMode::NewConnection, ProbeMode::KeepAlive] {
         for &concurrency in &concurrencies {
-            for t in &targets {
+            for t in targets {
                 accs.push(Acc {
                     path: t.path,
                     mode,
@@ -740,10 +812,10 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
             };
             let own = || super::procfs::cpu_of("/proc/self/stat");
             let (server_before, own_before, raw_before) =
-                (cpu_sum(&t.server_stats), own(), cpu_sum(&raw_stat));
+                (cpu_sum(&t.server_stats), own(), cpu_sum(raw_stat));
             let (ok, failed, secs) = sample(driver, total, acc.concurrency).await;
             let (server_after, own_after, raw_after) =
-                (cpu_sum(&t.server_stats), own(), cpu_sum(&raw_stat));
+                (cpu_sum(&t.server_stats), own(), cpu_sum(raw_stat));
             acc.rates.push(if secs > 0.0 { ok as f64 / secs } else { 0.0 });
             acc.sent += ok + failed;
             acc.failed += failed;
@@ -785,13 +857,8 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
         })
         .collect();
 
-    let envoy_version = bin.version().to_owned();
-    let _ = a.shutdown().await;
-    let _ = b.shutdown().await;
-    let _ = direct.shutdown().await;
-    drop(echo);
-    drop(raw);
-    drop(scratch);
+    let (envoy_version, envoy_ready) = (lab.envoy_version.clone(), lab.envoy_ready.clone());
+    lab.shutdown().await;
     Ok(ProbeBench {
         options: options.clone(),
         envoy_version,

@@ -537,22 +537,37 @@ impl DrillEnv {
             }
             drop(lab);
             // SPIRE-fed sidecars re-open their SDS streams on their own; the undo waits (bounded)
-            // until each serves a valid SVID again, so the comparison judges a settled state.
+            // until each serves a valid SVID again, so the comparison judges a settled state. A
+            // sidecar whose agent is down cannot get one: that is reported, not waited for.
             if let Some(spire_before) = &before.spire {
                 for sidecar in s.plane.sidecars() {
                     let wanted = spire_before.sidecars_serving_valid_svid.get(&sidecar.service).copied().unwrap_or(false);
                     if !wanted {
                         continue;
                     }
+                    let name = format!("wait for {}'s sidecar to serve a valid SVID", sidecar.service);
+                    let agent = {
+                        let lab = s.lab.read().await;
+                        let agent = lab.workload(&sidecar.service).map(|w| w.caller.agent);
+                        match agent {
+                            Some(i) => lab.agent_healthcheck(i).await.map(|h| h.healthy).unwrap_or(false).then_some(i).ok_or(i),
+                            None => Ok(0),
+                        }
+                    };
+                    if let Err(i) = agent {
+                        actions.push(name, Err(format!("its agent {i} is not healthy, so it cannot get one")));
+                        continue;
+                    }
                     let id = sidecar.spiffe_id.to_string();
-                    let deadline = tokio::time::Instant::now() + SERVE_TIMEOUT.saturating_mul(3);
+                    let bound = SERVE_TIMEOUT.saturating_mul(3);
+                    let deadline = tokio::time::Instant::now() + bound;
                     let mut ok = serves_valid_svid(sidecar.admin(), &id).await;
                     while !ok && tokio::time::Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         ok = serves_valid_svid(sidecar.admin(), &id).await;
                     }
                     if !ok {
-                        actions.push(format!("wait for {}'s sidecar to serve a valid SVID", sidecar.service), Err(format!("still no valid SVID for {id} after {:?}", SERVE_TIMEOUT.saturating_mul(3))));
+                        actions.push(name, Err(format!("still no valid SVID for {id} after {bound:?}")));
                     }
                 }
             }
