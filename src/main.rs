@@ -123,6 +123,10 @@ struct RunArgs {
     /// Re-run a failed scenario up to N times; reports count it once, with its final outcome.
     #[arg(long, default_value_t = 0, value_name = "N")]
     retries: usize,
+    /// An earlier run's folder (or its results.json): list what changed since, widened access
+    /// (denied then, allowed now) first, then newly failing checks. Written to regressions.md.
+    #[arg(long, value_name = "DIR")]
+    baseline: Option<PathBuf>,
     /// Ed25519 key (PKCS#8 PEM or DER, e.g. `openssl genpkey -algorithm ed25519`) that signs the
     /// evidence bundle [default: a fresh key per run; its public half is printed and recorded].
     #[arg(long, value_name = "FILE")]
@@ -254,13 +258,73 @@ fn run(args: RunArgs) -> u8 {
     let dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(&results.run_id));
-    if let Err(e) = report::write_all(&results, &dir) {
-        return harness_failure(format!("cannot write reports to {}: {e}", dir.display()));
+    let key = match args
+        .signing_key
+        .as_deref()
+        .map(report::evidence::SigningKey::from_file)
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => return harness_failure(e),
+    };
+    let baseline = match args
+        .baseline
+        .as_deref()
+        .map(report::baseline::load)
+        .transpose()
+    {
+        Ok(b) => b,
+        Err(e) => return harness_failure(format!("--baseline {e}")),
+    };
+    let regressions = baseline
+        .as_ref()
+        .map(|b| report::baseline::compare(b, &results));
+    if let Some(r) = &regressions {
+        // Into the run folder before the reports, so the signed evidence bundle includes it.
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(
+                dir.join("regressions.md"),
+                report::baseline::render_markdown(r),
+            )
+        });
+        if let Err(e) = written {
+            return harness_failure(format!(
+                "cannot write {}: {e}",
+                dir.join("regressions.md").display()
+            ));
+        }
     }
+    let options = report::ReportOptions {
+        versions: Default::default(),
+        signing_key: key.as_ref(),
+    };
+    let written = match report::write_all_with(&results, &dir, &options) {
+        Ok(w) => w,
+        Err(e) => {
+            return harness_failure(format!("cannot write reports to {}: {e}", dir.display()));
+        }
+    };
     say!(
         "{}",
         report::console::summary(&results, Some(&dir)).trim_end()
     );
+    say!(
+        "evidence: {} signed by {}",
+        dir.join("evidence").display(),
+        written.public_key
+    );
+    if let Some(r) = &regressions {
+        say!(
+            "since baseline {}: {} widened access, {} newly failing, {} fixed (regressions.md)",
+            r.baseline_run,
+            r.widened.len(),
+            r.newly_failing.len(),
+            r.fixed.len()
+        );
+        for w in r.widened.iter().take(10) {
+            say!("  WIDENED  {w}");
+        }
+    }
     results.exit_code() as u8
 }
 

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Passed,
@@ -16,7 +16,7 @@ pub enum Status {
 }
 
 /// One check's verdict on one subject, with the evidence it rests on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Stable id used by the control mapping, e.g. `identity.svid-valid`.
     pub check: String,
@@ -29,7 +29,7 @@ pub struct CheckResult {
     pub evidence: Vec<(String, String)>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepResult {
     pub keyword: String,
     pub text: String,
@@ -39,7 +39,7 @@ pub struct StepResult {
     pub duration: Option<Duration>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScenarioResult {
     pub feature: String,
     /// Path of the `.feature` file relative to the project, e.g. `features/pki.feature`.
@@ -70,7 +70,7 @@ impl ScenarioResult {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProfileRef {
     pub name: String,
     pub file: String,
@@ -78,7 +78,7 @@ pub struct ProfileRef {
     pub sha256: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResults {
     pub run_id: String,
     pub meshproof_version: String,

@@ -289,3 +289,67 @@ fn pki_init_writes_plugin_ca_files_with_private_keys_0600_and_prints_no_key() {
         0o600
     );
 }
+
+#[test]
+fn a_run_signed_with_a_given_key_verifies_against_that_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release.key");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("openssl not available: skipping the signing-key round trip");
+        return;
+    }
+    let out = dir.path().join("run");
+    let o = meshproof(
+        &[
+            "run",
+            "--tags",
+            "@static and @identity",
+            "-q",
+            "--signing-key",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
+    let public = stdout
+        .lines()
+        .find_map(|l| l.split("signed by ").nth(1))
+        .expect("the public key is printed")
+        .trim()
+        .to_owned();
+    let ok = meshproof(
+        &[
+            "evidence",
+            "verify",
+            out.to_str().unwrap(),
+            "--public-key",
+            &public,
+        ],
+        &root(),
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok).0);
+    let other = "0".repeat(64);
+    let bad = meshproof(
+        &[
+            "evidence",
+            "verify",
+            out.to_str().unwrap(),
+            "--public-key",
+            &other,
+        ],
+        &root(),
+    );
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "a bundle checked against another key must fail: {}",
+        text(&bad).0
+    );
+}

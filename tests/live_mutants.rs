@@ -105,3 +105,44 @@ fn a_wrong_principal_is_observed() {
         &["gateway-api → orchestrator GET /ready → HTTP 403"],
     );
 }
+
+#[test]
+fn baseline_comparison_lists_widened_access_first() {
+    let healthy = tempfile::tempdir().unwrap();
+    let run =
+        |manifests: &std::path::Path, out: &std::path::Path, baseline: Option<&std::path::Path>| {
+            let mut args = vec![
+                "run",
+                "--profile",
+                "tradepulse",
+                "--tags",
+                "@intents and @static",
+                "-q",
+                "--manifests",
+            ];
+            args.push(manifests.to_str().unwrap());
+            args.extend(["--out", out.to_str().unwrap()]);
+            if let Some(b) = baseline {
+                args.extend(["--baseline", b.to_str().unwrap()]);
+            }
+            meshproof(&args)
+        };
+    let good = mutant("tradepulse", |_, t| t);
+    assert_eq!(
+        run(good.path(), healthy.path(), None).status.code(),
+        Some(0)
+    );
+    let bad = mutant("tradepulse", mutations::allow_all());
+    let now = tempfile::tempdir().unwrap();
+    let o = run(bad.path(), now.path(), Some(healthy.path()));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("WIDENED  intent.static ingestion → execution GET /quotes/probe"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(now.path().join("regressions.md")).unwrap();
+    let widened = md.find("Widened access").unwrap();
+    let newly = md.find("Newly failing").unwrap();
+    assert!(widened < newly, "widened access is listed first:\n{md}");
+}

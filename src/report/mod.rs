@@ -12,6 +12,7 @@
 //! formats show (intents expected vs observed, certificates, drills) and documents the evidence
 //! keys it reads.
 
+pub mod baseline;
 pub mod console;
 pub mod controls;
 pub mod cucumber_json;
