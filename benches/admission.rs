@@ -20,7 +20,8 @@ fn admission(c: &mut Criterion) {
         eprintln!("soma-agent-hub profile does not load");
         return;
     };
-    let Ok(admission) = Admission::from_objects(Path::new("<rendered>"), &render_templates(&profile))
+    let Ok(admission) =
+        Admission::from_objects(Path::new("<rendered>"), &render_templates(&profile))
     else {
         eprintln!("rendered templates do not load");
         return;

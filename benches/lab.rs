@@ -9,7 +9,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use meshproof::runner::{self, RunOptions};
 
 fn lab(c: &mut Criterion) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("no runtime: {e}");
@@ -31,7 +34,9 @@ fn lab(c: &mut Criterion) {
         return;
     }
     let mut group = c.benchmark_group("lab");
-    group.sample_size(10).measurement_time(Duration::from_secs(120));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(120));
     group.bench_function("full run, both profiles", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

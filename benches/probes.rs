@@ -8,7 +8,10 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use meshproof::bench::probes::{ProbeLab, ProbeMode, ProbePath};
 
 fn probes(c: &mut Criterion) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("no runtime: {e}");

@@ -7,7 +7,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 fn report(c: &mut Criterion) {
     let mut group = c.benchmark_group("report");
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     for results in [1_000usize, 10_000] {
         group.throughput(Throughput::Elements(results as u64));
         group.bench_function(BenchmarkId::from_parameter(results), |b| {

@@ -10,9 +10,12 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use meshproof::bench::synthetic::SyntheticMesh;
 
 fn verify(c: &mut Criterion) {
-    let scratch = std::env::temp_dir().join(format!("meshproof-criterion-verify-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("meshproof-criterion-verify-{}", std::process::id()));
     let mut group = c.benchmark_group("verify");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     for services in [25usize, 50, 100] {
         let mesh = match SyntheticMesh::create(&scratch, services, 10) {
             Ok(m) => m,

@@ -65,6 +65,17 @@ enum Command {
     /// Audit evidence bundles.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Measure meshproof: full lab runs, probes through Envoy beside the raw TLS handshake rate,
+    /// static verify on 100/1,000/5,000 synthetic services, in-process admission beside gator,
+    /// report generation for 10,000 results, peak memory. Prints a table of medians and ratios.
+    Bench {
+        /// Parts to measure (lab, probes, verify, admission, report) [default: all].
+        #[arg(long, value_delimiter = ',')]
+        parts: Vec<String>,
+        /// Repetitions of every micro-benchmark.
+        #[arg(long, default_value_t = 5)]
+        repetitions: usize,
+    },
     /// Check that the tools a kind or cluster target needs are installed (docker with a running
     /// engine, kind, kubectl, helm, istioctl), with their versions and how to install what is
     /// missing. Exit 0 ready, 2 not ready. (`run` drives the lab target; kind/cluster runs are
@@ -181,6 +192,7 @@ fn main() -> ExitCode {
             evidence_verify(&dir, public_key.as_deref())
         }
         Command::Preflight { target } => preflight(target),
+        Command::Bench { parts, repetitions } => bench(&parts, repetitions),
         Command::Render {
             profile,
             out,
@@ -563,4 +575,39 @@ fn preflight(target: ClusterKind) -> u8 {
         }
         Err(e) => harness_failure(e),
     }
+}
+
+fn bench(parts: &[String], repetitions: usize) -> u8 {
+    use meshproof::bench::{self, BenchOptions, Part};
+    let mut options = BenchOptions {
+        repetitions,
+        progress: true,
+        ..BenchOptions::default()
+    };
+    options.meshproof_bin = std::env::current_exe().ok();
+    if !parts.is_empty() {
+        let mut chosen = Vec::new();
+        for name in parts {
+            match Part::parse(name) {
+                Some(p) => chosen.push(p),
+                None => {
+                    return harness_failure(format!(
+                        "--parts {name}: expected lab, probes, verify, admission or report"
+                    ));
+                }
+            }
+        }
+        options.parts = chosen;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return harness_failure(format!("cannot start the async runtime: {e}")),
+    };
+    let report = runtime.block_on(bench::run_all(options));
+    say!("{}", bench::render_table(&report).trim_end());
+    0
 }

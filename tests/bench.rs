@@ -50,7 +50,10 @@ fn check_report(report: &BenchReport) {
         assert!(p.total.median > 0.0);
     }
 
-    let report_gen = report.report.measured().expect("report generation measured");
+    let report_gen = report
+        .report
+        .measured()
+        .expect("report generation measured");
     assert_eq!(report_gen.results, 40);
     assert_eq!(report_gen.seconds.n(), 2);
 
@@ -73,7 +76,10 @@ fn check_report(report: &BenchReport) {
             assert!(admission.gator_bench.is_some(), "gator bench output read");
         }
         (None, Some(why)) => {
-            assert!(!required("MESHPROOF_REQUIRE_GATOR"), "gator required: {why}");
+            assert!(
+                !required("MESHPROOF_REQUIRE_GATOR"),
+                "gator required: {why}"
+            );
             eprintln!("*** gator not measured: {why} ***");
         }
         (None, None) => panic!("no gator figures and no reason"),
@@ -164,8 +170,9 @@ fn parts_not_asked_for_are_not_run() {
 }
 
 /// The whole benchmark with the default sizes; prints the table and writes it (Markdown and
-/// JSON) to `target/bench/`. Parts can be chosen with MESHPROOF_BENCH_ONLY=lab,probes,… and the
-/// binary for cold-process runs with MESHPROOF_BENCH_BIN (default: target/release/meshproof).
+/// JSON) to `target/bench/`. Parts can be chosen with MESHPROOF_BENCH_ONLY=lab,probes,…, verify
+/// sizes with MESHPROOF_BENCH_VERIFY_SIZES=100,1000, repetitions with MESHPROOF_BENCH_REPS, and
+/// the binary for cold-process runs with MESHPROOF_BENCH_BIN (default: target/release/meshproof).
 #[test]
 #[ignore = "the full benchmark takes minutes; run it on a quiet machine with --release"]
 fn full_benchmark_prints_the_table() {
@@ -175,7 +182,16 @@ fn full_benchmark_prints_the_table() {
         options.parts = only.split(',').filter_map(Part::parse).collect();
     }
     if let Ok(sizes) = std::env::var("MESHPROOF_BENCH_VERIFY_SIZES") {
-        options.verify_sizes = sizes.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+        options.verify_sizes = sizes
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+    }
+    if let Some(reps) = std::env::var("MESHPROOF_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        options.repetitions = reps;
     }
     let bin = std::env::var_os("MESHPROOF_BENCH_BIN")
         .map(PathBuf::from)

@@ -83,7 +83,10 @@ pub struct AdmissionBench {
 impl AdmissionBench {
     /// How many times faster in process is per object than `gator test` on the base objects.
     pub fn speedup_vs_invocation(&self) -> Option<f64> {
-        ratio(self.gator_test.as_ref()?.per_object_us, self.in_process_us.median)
+        ratio(
+            self.gator_test.as_ref()?.per_object_us,
+            self.in_process_us.median,
+        )
     }
 
     /// The same against gator's best case: one invocation over many objects.
@@ -96,7 +99,10 @@ impl AdmissionBench {
 
     /// Engine against engine: gator bench's mean per review over the in-process median.
     pub fn speedup_vs_engine(&self) -> Option<f64> {
-        ratio(self.gator_bench.as_ref()?.mean_us?, self.in_process_us.median)
+        ratio(
+            self.gator_bench.as_ref()?.mean_us?,
+            self.in_process_us.median,
+        )
     }
 }
 
@@ -135,7 +141,10 @@ pub fn base_objects(profile: &crate::profile::Profile) -> Result<Vec<(String, Va
         }
         for object in rendered.documents {
             if object["kind"] == "Deployment" {
-                let name = object["metadata"]["name"].as_str().unwrap_or("x").to_owned();
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("x")
+                    .to_owned();
                 out.push((format!("deployment-{name}"), object));
             }
         }
@@ -181,6 +190,9 @@ fn write_yaml(path: &Path, value: &Value) -> Result<(), String> {
     let text = serde_saphyr::to_string(value).map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Judges one gator invocation's (exit code, stdout): (agrees, why not).
+type GatorCheck<'a> = &'a dyn Fn(i32, &str) -> (bool, Option<String>);
 
 /// Wall time of one gator invocation, with its exit code and stdout.
 fn run_gator(gator: &Path, args: &[&str], dir: &Path) -> Result<(Duration, i32, String), String> {
@@ -234,7 +246,12 @@ pub fn parse_gator_bench(stdout: &str, command: String) -> Option<GatorBench> {
     let start = stdout.find('[')?;
     let parsed: Value = serde_json::from_str(stdout.get(start..)?).ok()?;
     let entry = parsed.as_array()?.first()?.clone();
-    let dur = |p: &str| entry.pointer(p).and_then(Value::as_str).and_then(go_duration_us);
+    let dur = |p: &str| {
+        entry
+            .pointer(p)
+            .and_then(Value::as_str)
+            .and_then(go_duration_us)
+    };
     Some(GatorBench {
         command,
         engine: entry["engine"].as_str().unwrap_or("?").to_owned(),
@@ -345,7 +362,9 @@ fn in_process(admission: &Admission, objects: &[Value], repetitions: usize) -> S
         let started = Instant::now();
         for _ in 0..iterations {
             for object in objects {
-                std::hint::black_box(admission.review(std::hint::black_box(object), Operation::Create));
+                std::hint::black_box(
+                    admission.review(std::hint::black_box(object), Operation::Create),
+                );
             }
         }
         started.elapsed()
@@ -371,7 +390,10 @@ pub fn measure(options: &AdmissionOptions) -> Result<AdmissionBench, String> {
     // namespace), so the prepared engines do the review's Rego work; checked by the count.
     let engines = prepared_engines(&admission);
     let total: usize = expected.iter().map(Vec::len).sum();
-    let prepared_engine_us = (objects.iter().map(|o| eval_prepared(&engines, o)).sum::<usize>()
+    let prepared_engine_us = (objects
+        .iter()
+        .map(|o| eval_prepared(&engines, o))
+        .sum::<usize>()
         == total)
         .then(|| {
             calibrated(options.repetitions, objects.len(), |iterations| {
@@ -420,7 +442,10 @@ pub fn measure(options: &AdmissionOptions) -> Result<AdmissionBench, String> {
     let mut template_files = std::collections::BTreeMap::new();
     let mut constraints = Vec::new();
     for object in &policy_objects {
-        let name = object["metadata"]["name"].as_str().unwrap_or("x").to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("x")
+            .to_owned();
         if object["kind"] == "ConstraintTemplate" {
             let kind = object
                 .pointer("/spec/crd/spec/names/kind")
@@ -445,31 +470,32 @@ pub fn measure(options: &AdmissionOptions) -> Result<AdmissionBench, String> {
         write_yaml(&dir.join(format!("many/{name}.yaml")), object)?;
     }
 
-    let time_gator = |args: &[&str], n_objects: usize, check: &dyn Fn(i32, &str) -> (bool, Option<String>)| -> Result<GatorRun, String> {
-        let mut walls = Vec::new();
-        let mut agrees = true;
-        let mut note = None;
-        // One untimed run first: the binary's pages and the files are in the cache for all.
-        run_gator(&gator, args, dir)?;
-        for _ in 0..options.repetitions.max(1) {
-            let (wall, code, stdout) = run_gator(&gator, args, dir)?;
-            let (ok, why) = check(code, &stdout);
-            agrees &= ok;
-            if why.is_some() {
-                note = why;
+    let time_gator =
+        |args: &[&str], n_objects: usize, check: GatorCheck<'_>| -> Result<GatorRun, String> {
+            let mut walls = Vec::new();
+            let mut agrees = true;
+            let mut note = None;
+            // One untimed run first: the binary's pages and the files are in the cache for all.
+            run_gator(&gator, args, dir)?;
+            for _ in 0..options.repetitions.max(1) {
+                let (wall, code, stdout) = run_gator(&gator, args, dir)?;
+                let (ok, why) = check(code, &stdout);
+                agrees &= ok;
+                if why.is_some() {
+                    note = why;
+                }
+                walls.push(wall);
             }
-            walls.push(wall);
-        }
-        let wall = Stat::of_durations(&walls);
-        Ok(GatorRun {
-            command: format!("gator {}", args.join(" ")),
-            objects: n_objects,
-            per_object_us: wall.median * 1e6 / n_objects.max(1) as f64,
-            wall,
-            agrees: Some(agrees),
-            note,
-        })
-    };
+            let wall = Stat::of_durations(&walls);
+            Ok(GatorRun {
+                command: format!("gator {}", args.join(" ")),
+                objects: n_objects,
+                per_object_us: wall.median * 1e6 / n_objects.max(1) as f64,
+                wall,
+                agrees: Some(agrees),
+                note,
+            })
+        };
 
     let mut expected_all: Vec<(String, String)> = expected.iter().flatten().cloned().collect();
     expected_all.sort();
@@ -548,10 +574,17 @@ pub fn measure(options: &AdmissionOptions) -> Result<AdmissionBench, String> {
         if code == 0 {
             (true, None)
         } else {
-            (false, Some(format!("gator verify exited {code}: it disagrees")))
+            (
+                false,
+                Some(format!("gator verify exited {code}: it disagrees")),
+            )
         }
     };
-    bench.gator_verify = Some(time_gator(&["verify", "suite.yaml"], base.len(), &check_verify)?);
+    bench.gator_verify = Some(time_gator(
+        &["verify", "suite.yaml"],
+        base.len(),
+        &check_verify,
+    )?);
 
     let iterations = options.gator_bench_iterations.max(1).to_string();
     let args = [

@@ -228,7 +228,11 @@ fn feature_files(dir: &std::path::Path) -> Vec<String> {
 fn cold_process(bin: &std::path::Path, o: &LabOptions) -> Result<Duration, String> {
     let out = super::probes::Scratch::new("run")?;
     let mut command = Command::new(bin);
-    command.arg("run").arg("--quiet").arg("--out").arg(out.path());
+    command
+        .arg("run")
+        .arg("--quiet")
+        .arg("--out")
+        .arg(out.path());
     command.arg("--features").arg(&o.features);
     if o.profiles.len() == 1 {
         command.arg("--profile").arg(&o.profiles[0]);
@@ -246,8 +250,7 @@ fn cold_process(bin: &std::path::Path, o: &LabOptions) -> Result<Duration, Strin
         let last = stderr
             .lines()
             .chain(stdout.lines())
-            .filter(|l| !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("")
             .chars()
             .take(300)

@@ -287,7 +287,10 @@ pub async fn run_all(options: BenchOptions) -> BenchReport {
     };
 
     let probes = if wants(Part::Probes) {
-        say(&options, "probes: starting Envoys and the raw rustls server");
+        say(
+            &options,
+            "probes: starting Envoys and the raw rustls server",
+        );
         let o = probes::ProbeOptions {
             probes: options.probes,
             keepalive_requests: options.keepalive_requests,
@@ -432,7 +435,13 @@ pub fn targets(report: &BenchReport) -> Vec<TargetCheck> {
         name: "full lab checklist, both profiles".into(),
         target: "≤ 10 s wall on 2 cores".into(),
         measured: lab
-            .map(|l| format!("{} s warm median (cold {} s)", num(l.checklist_seconds()), num(l.cold_in_process.median)))
+            .map(|l| {
+                format!(
+                    "{} s warm median (cold {} s)",
+                    num(l.checklist_seconds()),
+                    num(l.cold_in_process.median)
+                )
+            })
             .unwrap_or_else(|| "not measured".into()),
         met: lab.map(|l| l.all_passed && l.checklist_seconds() <= 10.0),
         bound: lab.map(lab_bound).unwrap_or_default(),

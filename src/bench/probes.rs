@@ -302,10 +302,7 @@ impl RawServer {
                 });
             })
             .map_err(|e| format!("raw server thread: {e}"))?;
-        let thread_stat = stat_rx
-            .recv_timeout(Duration::from_secs(5))
-            .ok()
-            .flatten();
+        let thread_stat = stat_rx.recv_timeout(Duration::from_secs(5)).ok().flatten();
         Ok(RawServer {
             addr,
             thread_stat,
@@ -380,7 +377,12 @@ async fn start_direct(
 ) -> Result<(EnvoyProcess, SocketAddr), String> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     // The app address is never used: every route answers directly.
-    let spec = SidecarSpec::new("direct", id("direct")?, loopback, SocketAddr::new(loopback, 9));
+    let spec = SidecarSpec::new(
+        "direct",
+        id("direct")?,
+        loopback,
+        SocketAddr::new(loopback, 9),
+    );
     let credentials = Credentials::from_svid(svid);
     let sds = SdsDir::create(dir.join("sds")).map_err(|e| e.to_string())?;
     sds.write(
@@ -530,12 +532,8 @@ fn client_tls(
     target: SocketAddr,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = SpiffeServerVerifier::new(
-        ca.bundle.clone(),
-        Some(id(server)?),
-        None,
-        provider.clone(),
-    );
+    let verifier =
+        SpiffeServerVerifier::new(ca.bundle.clone(), Some(id(server)?), None, provider.clone());
     let chain: Vec<CertificateDer<'static>> = client
         .chain_der()
         .into_iter()
@@ -596,7 +594,8 @@ impl ProbeLab {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
         let raw = RawServer::start(&ca, &ca.svid("raw")?)?;
-        let (direct, direct_addr) = start_direct(&bin, &ca.svid("direct")?, &scratch.path().join("direct")).await?;
+        let (direct, direct_addr) =
+            start_direct(&bin, &ca.svid("direct")?, &scratch.path().join("direct")).await?;
 
         let echo = EchoServer::start("echo", SocketAddr::new(loopback, 0))
             .await
@@ -816,7 +815,8 @@ pub async fn measure(options: &ProbeOptions) -> Result<ProbeBench, String> {
             let (ok, failed, secs) = sample(driver, total, acc.concurrency).await;
             let (server_after, own_after, raw_after) =
                 (cpu_sum(&t.server_stats), own(), cpu_sum(raw_stat));
-            acc.rates.push(if secs > 0.0 { ok as f64 / secs } else { 0.0 });
+            acc.rates
+                .push(if secs > 0.0 { ok as f64 / secs } else { 0.0 });
             acc.sent += ok + failed;
             acc.failed += failed;
             acc.ok += ok;

@@ -150,10 +150,7 @@ pub fn cpu_seconds() -> Option<(f64, f64)> {
     // After the comm: state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
     let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
     let at = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
-    Some((
-        (at(14)? + at(15)?) / 100.0,
-        (at(16)? + at(17)?) / 100.0,
-    ))
+    Some(((at(14)? + at(15)?) / 100.0, (at(16)? + at(17)?) / 100.0))
 }
 
 /// Resets this process's `VmHWM` to its current RSS (`echo 5 > /proc/self/clear_refs`, Linux ≥

@@ -48,6 +48,8 @@ pub struct ScalingPoint {
     pub total: Stat,
     /// Generating and rendering the synthetic manifests (setup, seconds, once).
     pub setup_seconds: f64,
+    /// Manifest files the render was written to.
+    pub manifest_files: usize,
     /// Peak RSS growth over the process's RSS before the first repetition, in KiB.
     pub peak_memory_kib: Option<u64>,
     /// For a skipped point: projected seconds and KiB.
@@ -91,6 +93,7 @@ fn skipped(services: usize, k: usize, reason: String) -> ScalingPoint {
         verify: Stat::default(),
         total: Stat::default(),
         setup_seconds: 0.0,
+        manifest_files: 0,
         peak_memory_kib: None,
         projected_seconds: None,
         projected_memory_kib: None,
@@ -111,10 +114,13 @@ fn project(points: &[ScalingPoint], services: usize, calls: u64) -> (Option<f64>
         .collect();
     let k = fitted_exponent(&curve).unwrap_or(2.0).max(1.0);
     let seconds = last.total.median * (services as f64 / last.services as f64).powf(k);
-    let memory = last.peak_memory_kib.filter(|_| last.matrix_calls > 0).map(|m| {
-        let per_call = m as f64 / last.matrix_calls as f64;
-        (per_call * calls as f64) as u64
-    });
+    let memory = last
+        .peak_memory_kib
+        .filter(|_| last.matrix_calls > 0)
+        .map(|m| {
+            let per_call = m as f64 / last.matrix_calls as f64;
+            (per_call * calls as f64) as u64
+        });
     (Some(seconds), memory)
 }
 
@@ -170,57 +176,49 @@ pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> Scal
         }
         let calls = synthetic::matrix_calls(n, k);
         let (projected_seconds, projected_memory) = project(&points, n, calls);
-        let available = procfs::mem_available_kib();
-        if let (Some(need), Some(have)) = (projected_memory, available) {
+        let skip = |reason: String| {
+            let mut p = skipped(n, k, reason);
+            p.projected_seconds = projected_seconds;
+            p.projected_memory_kib = projected_memory;
+            p
+        };
+        // Generating, parsing and rendering is linear and cheap next to verify: done first, so
+        // a profile the loader refuses is reported as such whatever the projections say.
+        let setup = Instant::now();
+        let mesh = match SyntheticMesh::create(scratch.path(), n, k) {
+            Ok(m) => m,
+            Err(e) => {
+                points.push(skip(format!("not run: {e}")));
+                continue;
+            }
+        };
+        let setup_seconds = setup.elapsed().as_secs_f64();
+        if let (Some(need), Some(have)) = (projected_memory, procfs::mem_available_kib()) {
             if need > have / 2 {
-                let mut p = skipped(
-                    n,
-                    k,
-                    format!(
-                        "not run: the intent matrix of {calls} requests would need ~{} MiB (measured per request at the largest size run), more than half of the {} MiB available",
-                        need / 1024,
-                        have / 1024
-                    ),
-                );
-                p.projected_seconds = projected_seconds;
-                p.projected_memory_kib = projected_memory;
-                points.push(p);
+                points.push(skip(format!(
+                    "not run: the intent matrix of {calls} requests would need ~{} MiB (measured per request at the largest size run), more than half of the {} MiB available",
+                    need / 1024,
+                    have / 1024
+                )));
                 continue;
             }
         }
         let mut repetitions = options.repetitions.max(1);
         if let Some(seconds) = projected_seconds {
             if seconds > options.budget.as_secs_f64() {
-                let mut p = skipped(
-                    n,
-                    k,
-                    format!(
-                        "not run: projected {:.0} s for one repetition exceeds the {} s budget",
-                        seconds,
-                        options.budget.as_secs()
-                    ),
-                );
-                p.projected_seconds = projected_seconds;
-                p.projected_memory_kib = projected_memory;
-                points.push(p);
+                points.push(skip(format!(
+                    "not run: projected {:.0} s for one repetition exceeds the {} s budget",
+                    seconds,
+                    options.budget.as_secs()
+                )));
                 continue;
             }
-            // Fewer repetitions rather than none: at least three where they fit.
             let fit = (options.budget.as_secs_f64() / seconds.max(1e-9)).floor() as usize;
             repetitions = repetitions.min(fit.max(1));
         }
         progress(&format!(
             "verify: {n} services ({calls} matrix requests), {repetitions} repetition(s)"
         ));
-        let setup = Instant::now();
-        let mesh = match SyntheticMesh::create(scratch.path(), n, k) {
-            Ok(m) => m,
-            Err(e) => {
-                points.push(skipped(n, k, format!("synthetic profile failed: {e}")));
-                continue;
-            }
-        };
-        let setup_seconds = setup.elapsed().as_secs_f64();
         let baseline = procfs::own_memory().map(|m| m.rss_kib);
         let reset = procfs::reset_own_peak();
         let (mut parse, mut load, mut verify, mut total) =
@@ -265,6 +263,7 @@ pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> Scal
             verify: Stat::of(verify),
             total: Stat::of(total),
             setup_seconds,
+            manifest_files: mesh.manifest_files,
             peak_memory_kib: peak,
             projected_seconds: None,
             projected_memory_kib: None,

@@ -96,9 +96,12 @@ pub fn verify_scaling(bench: &ScalingBench) -> String {
     let xs_hi = pts.iter().map(|p| p.0).fold(0.0, f64::max) * 1.5;
     let quad_hi = first.1 * (xs_hi / first.0).powi(2);
     let ys_lo = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) / 3.0;
-    let ys_hi = pts.iter().map(|p| p.1).fold(0.0, f64::max).max(quad_hi.min(
-        pts.iter().map(|p| p.1).fold(0.0, f64::max) * 10.0,
-    )) * 1.5;
+    let ys_hi = pts
+        .iter()
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(quad_hi.min(pts.iter().map(|p| p.1).fold(0.0, f64::max) * 10.0))
+        * 1.5;
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x = |v: f64| left + (v.ln() - xs_lo.ln()) / (xs_hi.ln() - xs_lo.ln()) * pw;
     let y = |v: f64| top + ph - (v.ln() - ys_lo.ln()) / (ys_hi.ln() - ys_lo.ln()) * ph;

@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 /// Services per namespace.
 pub const TEAM_SIZE: usize = 10;
 
+/// Documents per manifest file. The manifest loaders refuse a file of more than 1,024 YAML
+/// documents (serde-saphyr's default budget), and `meshproof render` puts three documents per
+/// service into `workloads.yaml`, so a render of more than 341 services cannot be verified as
+/// written; the synthetic manifests are written in files of at most this many documents.
+pub const DOCUMENTS_PER_FILE: usize = 250;
+
 fn service(i: usize) -> String {
     format!("svc-{i:05}")
 }
@@ -117,6 +123,8 @@ pub struct SyntheticMesh {
     pub yaml: String,
     pub services: usize,
     pub intents: usize,
+    /// Manifest files written (more than `meshproof render` writes: see [`DOCUMENTS_PER_FILE`]).
+    pub manifest_files: usize,
 }
 
 impl SyntheticMesh {
@@ -135,11 +143,31 @@ impl SyntheticMesh {
             yaml,
             services: n,
             intents: 0,
+            manifest_files: 0,
         };
         let profile = crate::profile::parse(&mesh.profile_path, &mesh.yaml)
-            .map_err(|e| format!("synthetic profile of {n} services: {e}"))?;
-        crate::render::write(&profile, None, &mesh.dir)?;
+            .map_err(|e| format!("the profile is refused: {e}"))?;
         mesh.intents = profile.intents.len();
+        for rendered in crate::render::render(&profile, None) {
+            let stem = rendered.file.trim_end_matches(".yaml");
+            let chunks: Vec<&[serde_json::Value]> =
+                rendered.documents.chunks(DOCUMENTS_PER_FILE).collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let name = if chunks.len() == 1 {
+                    rendered.file.to_owned()
+                } else {
+                    format!("{stem}-{i:03}.yaml")
+                };
+                let part = crate::render::Rendered {
+                    file: rendered.file,
+                    documents: chunk.to_vec(),
+                };
+                let path = mesh.dir.join(name);
+                std::fs::write(&path, crate::render::to_yaml(&profile, &part)?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                mesh.manifest_files += 1;
+            }
+        }
         Ok(mesh)
     }
 }

@@ -89,7 +89,11 @@ impl Table {
         let _ = writeln!(
             out,
             "| {} |",
-            self.header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | ")
+            self.header
+                .iter()
+                .map(|h| cell(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         let _ = writeln!(
             out,
@@ -173,7 +177,10 @@ fn tables(report: &BenchReport) -> Vec<Table> {
             ]);
             for s in &l.startup {
                 t.row(vec![
-                    format!("mesh start-up {} ({} sidecars, to all /ready)", s.profile, s.workloads),
+                    format!(
+                        "mesh start-up {} ({} sidecars, to all /ready)",
+                        s.profile, s.workloads
+                    ),
                     format!("{} s", num(s.seconds.median)),
                     range(&s.seconds, 1.0),
                     s.seconds.n().to_string(),
@@ -183,7 +190,11 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                 t.row(vec![
                     format!(
                         "peak memory: meshproof VmHWM{}",
-                        if m.own_hwm_reset { "" } else { " (not reset: process peak)" }
+                        if m.own_hwm_reset {
+                            ""
+                        } else {
+                            " (not reset: process peak)"
+                        }
                     ),
                     mib(m.own_hwm_kib),
                     "–".into(),
@@ -246,7 +257,11 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                 l.last.passed,
                 l.last.not_passed,
                 l.last.harness_errors,
-                if l.all_passed { "" } else { " — NOT every run passed" }
+                if l.all_passed {
+                    ""
+                } else {
+                    " — NOT every run passed"
+                }
             ));
             for f in &l.last.failing {
                 t.note(format!("not passed: {f}"));
@@ -358,7 +373,9 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                         num(p.total.median),
                         range(&p.total, 1.0),
                         p.ms_per_service().map(num).unwrap_or_default(),
-                        p.peak_memory_kib.map(|k| num(k as f64 / 1024.0)).unwrap_or_default(),
+                        p.peak_memory_kib
+                            .map(|k| num(k as f64 / 1024.0))
+                            .unwrap_or_default(),
                         p.total.n().to_string(),
                     ]);
                     if p.not_passed > 0 {
@@ -402,6 +419,10 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                 v.options.intents_per_service,
                 super::synthetic::allows_of(v.options.intents_per_service)
             ));
+            t.note(format!(
+                "manifests rendered by meshproof's render, written {} documents per file: the loaders refuse a file of more than 1,024 documents (serde-saphyr's default budget), which `meshproof render` itself exceeds above 341 services (workloads.yaml)",
+                super::synthetic::DOCUMENTS_PER_FILE
+            ));
         }
         other => t.note(failed(other).unwrap_or_default()),
     }
@@ -410,7 +431,14 @@ fn tables(report: &BenchReport) -> Vec<Table> {
     // 4. Admission.
     let mut t = Table::new(
         "4. Admission: in-process Rego vs gator (same templates, constraints, objects)",
-        &["how", "objects", "median", "min–max", "per object", "in-process ×"],
+        &[
+            "how",
+            "objects",
+            "median",
+            "min–max",
+            "per object",
+            "in-process ×",
+        ],
     );
     match &report.admission {
         Section::Measured(a) => {
@@ -465,13 +493,17 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                 t.row(vec![
                     format!("{} (engine {}, its own timer)", b.command, b.engine),
                     a.objects.to_string(),
-                    b.mean_us.map(|u| format!("{} µs mean", num(u))).unwrap_or_default(),
+                    b.mean_us
+                        .map(|u| format!("{} µs mean", num(u)))
+                        .unwrap_or_default(),
                     format!(
                         "p50 {} p99 {}",
                         b.p50_us.map(num).unwrap_or_default(),
                         b.p99_us.map(num).unwrap_or_default()
                     ),
-                    b.mean_us.map(|u| format!("{} µs", num(u))).unwrap_or_default(),
+                    b.mean_us
+                        .map(|u| format!("{} µs", num(u)))
+                        .unwrap_or_default(),
                     a.speedup_vs_engine()
                         .map(|r| format!("{}×", num(r)))
                         .unwrap_or_default(),
@@ -482,7 +514,9 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                 a.templates,
                 a.constraints,
                 a.violations,
-                a.gator_version.clone().unwrap_or_else(|| "gator version unknown".into())
+                a.gator_version
+                    .clone()
+                    .unwrap_or_else(|| "gator version unknown".into())
             ));
             if let Some(m) = &a.gator_missing {
                 t.note(m.clone());
@@ -502,7 +536,10 @@ fn tables(report: &BenchReport) -> Vec<Table> {
             r.results.to_string(),
             format!("{} s", num(r.seconds.median)),
             range(&r.seconds, 1.0),
-            format!("{} µs", num(r.seconds.median * 1e6 / r.results.max(1) as f64)),
+            format!(
+                "{} µs",
+                num(r.seconds.median * 1e6 / r.results.max(1) as f64)
+            ),
             r.seconds.n().to_string(),
         ]),
         other => t.note(failed(other).unwrap_or_default()),
@@ -551,7 +588,10 @@ fn heading(report: &BenchReport) -> String {
         m.load_average,
         report.load_average_end,
         m.kernel,
-        report.envoy_version.clone().unwrap_or_else(|| "not found".into()),
+        report
+            .envoy_version
+            .clone()
+            .unwrap_or_else(|| "not found".into()),
         num(report.wall_seconds)
     )
 }

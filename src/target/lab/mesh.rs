@@ -314,7 +314,8 @@ pub struct WorkloadState {
     /// [`super::envoy::normalize_serial`] prints it.
     pub serving_serial: Option<String>,
     /// Serial and notAfter of the intermediate in the chain the sidecar was given (its SDS
-    /// `cert-chain.pem`), as [`crate::pki::serial_hex`] prints it.
+    /// `cert-chain.pem`), as [`crate::pki::serial_hex`] prints it; `None` for a SPIRE-fed
+    /// sidecar, whose chain exists only in Envoy's memory.
     pub intermediate_serial: Option<String>,
     pub intermediate_not_after: Option<String>,
     /// SHA-256 over the inbound listener's RBAC filters as the running Envoy holds them (admin
@@ -535,14 +536,20 @@ impl LabMesh {
                     .any(|u| *u == workload.identity.spiffe_id.to_string())
             })
             .map(|c| super::envoy::normalize_serial(&c.serial_hex));
-        let chain = std::fs::read_to_string(workload.sidecar.sds().cert_chain_path()).map_err(
-            |source| MeshError::Io {
-                what: format!("reading {label}'s certificate chain"),
-                source,
-            },
-        )?;
-        let ders = crate::spiffe::parse_pem_chain(&chain)
-            .map_err(|e| MeshError::Setup(format!("{label}'s certificate chain: {e}")))?;
+        // The chain a file-fed sidecar was given; a SPIRE-fed one holds its chain in memory only.
+        let ders = match workload.sidecar.cert_source() {
+            super::sidecar::CertSource::File(sds) => {
+                let chain = std::fs::read_to_string(sds.cert_chain_path()).map_err(|source| {
+                    MeshError::Io {
+                        what: format!("reading {label}'s certificate chain"),
+                        source,
+                    }
+                })?;
+                crate::spiffe::parse_pem_chain(&chain)
+                    .map_err(|e| MeshError::Setup(format!("{label}'s certificate chain: {e}")))?
+            }
+            super::sidecar::CertSource::SpireAgent(_) => Vec::new(),
+        };
         let intermediate = ders.get(1);
         let intermediate_serial = intermediate.and_then(|d| crate::pki::serial_hex(d).ok());
         let intermediate_not_after = intermediate.and_then(|d| {
