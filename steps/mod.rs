@@ -1,6 +1,7 @@
 //! Step definitions: thin glue from Gherkin words to library calls. Steps fetch observations from
 //! the target, hand them to a check, and record the check's verdict; they decide nothing themselves.
 
+mod drills;
 mod identity;
 mod live;
 mod pki;

@@ -48,6 +48,10 @@ pub struct RunSummary {
     pub scenarios: usize,
     pub passed: usize,
     pub not_passed: usize,
+    /// Of those not passed: failed, skipped (a step without definition), harness error.
+    pub failed: usize,
+    pub skipped: usize,
+    pub errors: usize,
     pub harness_errors: usize,
     /// Up to five scenarios that did not pass.
     pub failing: Vec<String>,
@@ -88,10 +92,20 @@ impl RunSummary {
         for s in &results.scenarios {
             *by_feature.entry(s.file.clone()).or_insert(0.0) += s.duration.as_secs_f64();
         }
+        let count = |status: Status| {
+            results
+                .scenarios
+                .iter()
+                .filter(|s| s.status == status)
+                .count()
+        };
         RunSummary {
             scenarios: results.scenarios.len(),
             passed,
             not_passed: results.scenarios.len() - passed,
+            failed: count(Status::Failed),
+            skipped: count(Status::Skipped),
+            errors: count(Status::Error),
             harness_errors: results.harness_errors.len(),
             failing,
             slowest,
@@ -141,8 +155,11 @@ pub struct FeatureRun {
 pub struct MeshStartup {
     pub profile: String,
     pub workloads: usize,
-    /// Seconds from the first sidecar spawned to the last one ready, per repetition.
+    /// Seconds until the profile's lab mesh is ready (`Lab::mesh`): its identity provider
+    /// (SPIRE server and agents, for a SPIRE profile) and every sidecar, per repetition.
     pub seconds: Stat,
+    /// The sidecars' part of it: first Envoy spawned to the last one ready (with its SVID).
+    pub sidecars: Stat,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -272,17 +289,20 @@ async fn mesh_startup(o: &LabOptions) -> Result<Vec<MeshStartup>, String> {
                 .map_err(|e| e.to_string())?,
         );
         let mut samples = Vec::new();
+        let mut sidecars = Vec::new();
         let mut workloads = 0;
         for _ in 0..o.startup_runs {
             let lab = crate::target::lab::Lab::new(time::OffsetDateTime::now_utc())
                 .map_err(|e| format!("lab: {e}"))?;
             // The CA and SVIDs are built before timing: this is Envoy start-up.
             crate::target::lab::Lab::pki(&lab, &profile).map_err(|e| e.to_string())?;
+            let started = Instant::now();
             let mesh = lab
                 .mesh(&profile, &configured)
                 .await
                 .map_err(|e| e.to_string())?;
-            samples.push(mesh.started_in);
+            samples.push(started.elapsed());
+            sidecars.push(mesh.started_in);
             workloads = mesh.workloads.len();
             drop(mesh);
             drop(lab);
@@ -291,6 +311,7 @@ async fn mesh_startup(o: &LabOptions) -> Result<Vec<MeshStartup>, String> {
             profile: profile.name.clone(),
             workloads,
             seconds: Stat::of_durations(&samples),
+            sidecars: Stat::of_durations(&sidecars),
         });
     }
     Ok(out)

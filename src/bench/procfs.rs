@@ -166,9 +166,13 @@ pub struct Child {
     pub name: String,
 }
 
-/// This process's direct children (`ppid` = own pid).
+/// This process's direct children (`ppid` = own pid), except forks that have not yet exec'd
+/// (they still carry this process's name).
 pub fn children() -> Vec<Child> {
     let me = std::process::id();
+    let own_name = std::fs::read_to_string("/proc/self/comm")
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_default();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -182,7 +186,7 @@ pub fn children() -> Vec<Child> {
             continue;
         };
         if let Some((comm, ppid)) = parse_stat(&stat) {
-            if ppid == me {
+            if ppid == me && comm != own_name {
                 out.push(Child { pid, name: comm });
             }
         }
