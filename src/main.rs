@@ -1,7 +1,7 @@
 //! The `meshproof` command line. Parses arguments, calls the library, maps outcomes to exit codes:
 //! 0 every check passed, 1 a check failed, 2 the harness could not run (bad input, missing tool).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -33,6 +33,32 @@ struct Cli {
 enum Command {
     /// Run the checklist features against a target and write reports to reports/<run-id>/.
     Run(RunArgs),
+    /// Run game-day drills on the lab: inject a fault (expired intermediate, SPIRE outage,
+    /// allow-all drift, ...) under steady traffic, measure time to detect and to recover and the
+    /// failed requests, then undo the fault and verify the undo. Drills are data in
+    /// scenarios/*.yaml (see scenarios/README.md). Exit 0 every drill passed, 1 a drill failed
+    /// its bounds or undo, 2 a drill could not run, 130 interrupted (the fault was undone first).
+    #[command(after_help = "Examples:\n  \
+        meshproof drill --all\n  \
+        meshproof drill expired-intermediate allow-all-drift\n  \
+        meshproof drill --scenarios ./my-drills --all --out reports/gameday")]
+    Drill {
+        /// Drill names (file stems in the scenarios folder) or paths to drill files.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        /// Every drill in the scenarios folder, one after another.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Folder of drill files [default: scenarios/].
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Report folder [default: reports/<run-id>/].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No per-phase progress lines on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Validate profile files without running anything.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -75,6 +101,10 @@ enum Command {
         /// Repetitions of every micro-benchmark.
         #[arg(long, default_value_t = 5)]
         repetitions: usize,
+        /// Also write the figures as reports (results.json with `bench`, report.html with the
+        /// plots, summary.md with the tables) to this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Check that the tools a kind or cluster target needs are installed (docker with a running
     /// engine, kind, kubectl, helm, istioctl), with their versions and how to install what is
@@ -186,13 +216,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run(args),
+        Command::Drill {
+            names,
+            all,
+            scenarios,
+            out,
+            quiet,
+        } => meshproof::drills::cli::main(meshproof::drills::cli::Options {
+            names,
+            all,
+            scenarios,
+            out,
+            quiet,
+        }),
         Command::Profile(ProfileCommand::Check { files }) => profile_check(&files),
         Command::Pki(PkiCommand::Init { profile, out }) => pki_init(&profile, &out),
         Command::Evidence(EvidenceCommand::Verify { dir, public_key }) => {
             evidence_verify(&dir, public_key.as_deref())
         }
         Command::Preflight { target } => preflight(target),
-        Command::Bench { parts, repetitions } => bench(&parts, repetitions),
+        Command::Bench {
+            parts,
+            repetitions,
+            out,
+        } => bench(&parts, repetitions, out.as_deref()),
         Command::Render {
             profile,
             out,
@@ -577,7 +624,7 @@ fn preflight(target: ClusterKind) -> u8 {
     }
 }
 
-fn bench(parts: &[String], repetitions: usize) -> u8 {
+fn bench(parts: &[String], repetitions: usize, out: Option<&Path>) -> u8 {
     use meshproof::bench::{self, BenchOptions, Part};
     let mut options = BenchOptions {
         repetitions,
@@ -609,5 +656,32 @@ fn bench(parts: &[String], repetitions: usize) -> u8 {
     };
     let report = runtime.block_on(bench::run_all(options));
     say!("{}", bench::render_table(&report).trim_end());
-    0
+    let Some(dir) = out else { return 0 };
+    let results = meshproof::results::RunResults {
+        run_id: format!("bench-{}", report.started.replace(':', "")),
+        meshproof_version: report.meshproof_version.clone(),
+        target: "bench".into(),
+        started: report.started.clone(),
+        duration: std::time::Duration::from_secs_f64(report.wall_seconds),
+        tags: None,
+        profiles: Vec::new(),
+        versions: [
+            ("meshproof", Some(report.meshproof_version.clone())),
+            ("envoy", report.envoy_version.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect(),
+        scenarios: Vec::new(),
+        harness_errors: Vec::new(),
+        drills: Vec::new(),
+        bench: Some(report),
+    };
+    match meshproof::report::write_all(&results, dir) {
+        Ok(_) => {
+            say!("reports: {}", dir.display());
+            0
+        }
+        Err(e) => harness_failure(format!("cannot write reports to {}: {e}", dir.display())),
+    }
 }

@@ -92,6 +92,13 @@ pub struct RunResults {
     pub scenarios: Vec<ScenarioResult>,
     /// Problems found before or outside scenarios (e.g. a feature file that does not parse).
     pub harness_errors: Vec<String>,
+    /// Game-day drills run (`meshproof drill`, `features/drills.feature`), each with its whole
+    /// timeline. Not read back (a `--baseline` compares access, not drills).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<crate::drills::DrillReport>,
+    /// `meshproof bench`'s figures, when this run is a benchmark run.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub bench: Option<crate::bench::BenchReport>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -25,6 +25,9 @@ async fn drill_runs(world: &mut MeshWorld, name: String) {
     let report = drills::run(&drill, &ctx.lab, &options).await;
     let check = drills::check_result(&drill, &report);
     world.checks.push(check.clone());
+    if let Ok(mut all) = ctx.drills.lock() {
+        all.push(report.clone());
+    }
     match report.status {
         DrillStatus::Error => harness_error!("{}", check.summary),
         DrillStatus::Interrupted => harness_error!("{}", check.summary),

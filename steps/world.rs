@@ -13,6 +13,8 @@ pub struct RunContext {
     /// A manifests folder given on the command line, used instead of each profile's own folder.
     pub manifests: Option<std::path::PathBuf>,
     pub lab: Lab,
+    /// Drills the run's scenarios ran, with their timelines, for the results model.
+    pub drills: std::sync::Mutex<Vec<crate::drills::DrillReport>>,
     configured: std::sync::Mutex<std::collections::HashMap<String, Arc<Configured>>>,
 }
 
@@ -26,6 +28,7 @@ impl RunContext {
             profiles,
             manifests,
             lab,
+            drills: Default::default(),
             configured: Default::default(),
         }
     }

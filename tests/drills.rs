@@ -510,8 +510,9 @@ fn sigint_to_meshproof_drill_undoes_the_fault() {
             "left behind by the interrupted drill: {left:?}"
         );
     }
-    let reports: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("drills.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let reports = &results["drills"];
     assert_eq!(reports[0]["status"], "interrupted", "{}", reports[0]);
     assert_eq!(
         reports[0]["undo"]["verified"], true,
@@ -560,7 +561,7 @@ fn a_broken_drill_names_file_and_line() {
 }
 
 /// What `meshproof drill NAME` does (the binary calls `drills::cli::main`): runs the drill,
-/// writes the usual reports with the drill as a scenario and its check, plus `drills.json`.
+/// writes the usual reports with the drill as a scenario and its check, its timeline in `results.json`.
 #[test]
 fn the_drill_command_writes_reports_and_exits_0() {
     let _serial = SERIAL.blocking_lock();
@@ -590,9 +591,9 @@ fn the_drill_command_writes_reports_and_exits_0() {
     ] {
         assert!(evidence.iter().any(|k| k == key), "{key} in {evidence:?}");
     }
-    let drills_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("drills.json")).unwrap()).unwrap();
-    let report = &drills_json[0];
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let report = &results["drills"][0];
     assert_eq!(report["status"], "passed");
     let phases: Vec<&str> = report["phases"]
         .as_array()

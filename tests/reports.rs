@@ -564,6 +564,8 @@ fn sample_run() -> RunResults {
         ]),
         scenarios,
         harness_errors: Vec::new(),
+        bench: None,
+        drills: Vec::new(),
     }
 }
 

@@ -29,6 +29,9 @@ use crate::runner::{self, RunOptions};
 pub struct LabOptions {
     pub profiles: Vec<PathBuf>,
     pub features: PathBuf,
+    /// Which scenarios make "the checklist" (a cucumber tag expression). The game-day drills
+    /// (`@drills`) are not part of it: they are timed by their own scenarios, a minute or two each.
+    pub tags: Option<String>,
     /// Warm runs in this process.
     pub warm_runs: usize,
     /// Cold runs as new `meshproof run` processes (needs `meshproof_bin`).
@@ -200,7 +203,7 @@ fn options_for(o: &LabOptions) -> RunOptions {
     RunOptions {
         profiles: o.profiles.clone(),
         features: o.features.clone(),
-        tags: None,
+        tags: o.tags.clone(),
         progress: false,
         retries: 0,
         manifests: None,
@@ -251,6 +254,9 @@ fn cold_process(bin: &std::path::Path, o: &LabOptions) -> Result<Duration, Strin
         .arg("--out")
         .arg(out.path());
     command.arg("--features").arg(&o.features);
+    if let Some(tags) = &o.tags {
+        command.arg("--tags").arg(tags);
+    }
     if o.profiles.len() == 1 {
         command.arg("--profile").arg(&o.profiles[0]);
     }

@@ -35,7 +35,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use stats::Stat;
-pub use table::{render_markdown, render_table};
+
+/// The scenarios a "full lab run" times: the runbook checklist, without the game-day drills.
+pub const CHECKLIST_TAGS: &str = "not @drills";
+pub use table::{render_html, render_markdown, render_table};
 
 /// The parts of the benchmark, for `--only`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -271,6 +274,7 @@ pub async fn run_all(options: BenchOptions) -> BenchReport {
         let o = lab::LabOptions {
             profiles: options.profiles.clone(),
             features: options.features.clone(),
+            tags: Some(CHECKLIST_TAGS.to_owned()),
             warm_runs: options.lab_runs,
             cold_processes: options.cold_processes,
             meshproof_bin: options.meshproof_bin.clone(),

@@ -120,6 +120,33 @@ impl Table {
     }
 }
 
+impl Table {
+    fn html(&self, out: &mut String) {
+        let esc = crate::report::text::esc;
+        let _ = write!(out, "<h3>{}</h3><table><tr>", esc(&self.title));
+        for h in &self.header {
+            let _ = write!(out, "<th>{}</th>", esc(h));
+        }
+        out.push_str("</tr>");
+        for row in &self.rows {
+            out.push_str("<tr>");
+            for (i, c) in row.iter().enumerate() {
+                let class = if i == 0 { "" } else { r#" class="num""# };
+                let _ = write!(out, "<td{class}>{}</td>", esc(c));
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</table>");
+        if !self.notes.is_empty() {
+            out.push_str("<ul class=\"notes\">");
+            for note in &self.notes {
+                let _ = write!(out, "<li>{}</li>", esc(note));
+            }
+            out.push_str("</ul>");
+        }
+    }
+}
+
 fn range(s: &Stat, k: f64) -> String {
     if s.n() <= 1 {
         "–".into()
@@ -253,9 +280,10 @@ fn tables(report: &BenchReport) -> Vec<Table> {
                 ]);
             }
             t.note(format!(
-                "profiles {}; features {}",
+                "profiles {}; features {}; scenarios `{}` (the game-day drills are timed by their own scenarios)",
                 l.profiles.join(", "),
-                l.features.join(" ")
+                l.features.join(" "),
+                super::CHECKLIST_TAGS
             ));
             t.note(format!(
                 "last run: {} scenarios, {} passed, {} failed, {} skipped, {} errors, {} harness errors{}",
@@ -613,6 +641,18 @@ pub fn render_table(report: &BenchReport) -> String {
     }
     if report.machine.build == "debug" {
         out.push_str("WARNING: a debug build — build with --release before quoting any figure.\n");
+    }
+    out
+}
+
+/// The same tables as HTML fragments (escaped), for the HTML report's benchmark section.
+pub fn render_html(report: &BenchReport) -> String {
+    let mut out = format!(
+        "<p>{}</p>",
+        crate::report::text::esc(&heading(report)).replace('\n', "<br>")
+    );
+    for t in tables(report) {
+        t.html(&mut out);
     }
     out
 }

@@ -6,8 +6,8 @@
 //! Loads the named drills (or every drill in the scenarios folder), runs them one after another
 //! on a lab of their own, prints one progress line per phase and step to stderr (unless quiet) and
 //! one result line per drill to stdout, writes the run's reports (the usual `junit.xml`,
-//! `results.json`, … with one scenario per drill, plus `drills.json`: every [`DrillReport`] with
-//! its whole timeline) to `--out` or `reports/<run-id>/`, and returns the exit code: 0 every drill
+//! `results.json`, … with one scenario per drill; `results.json` also holds every
+//! [`DrillReport`] with its whole timeline under `drills`) to `--out` or `reports/<run-id>/`, and returns the exit code: 0 every drill
 //! passed, 1 a drill failed, 2 a drill could not run (bad input, missing tool), 130 interrupted
 //! (Ctrl-C: the drill in progress was undone first; the rest did not run).
 
@@ -144,6 +144,8 @@ async fn run_all(drills: Vec<Drill>, options: Options) -> u8 {
             .map(|(d, r)| super::scenario_result(d, r))
             .collect(),
         harness_errors: Vec::new(),
+        bench: None,
+        drills: reports.iter().map(|(_, r)| r.clone()).collect(),
     };
     let dir = options
         .out
@@ -153,24 +155,8 @@ async fn run_all(drills: Vec<Drill>, options: Options) -> u8 {
         eprintln!("error: cannot write reports to {}: {e}", dir.display());
         return 2;
     }
-    let all: Vec<&DrillReport> = reports.iter().map(|(_, r)| r).collect();
-    match serde_json::to_vec_pretty(&all) {
-        Ok(json) => {
-            if let Err(e) = std::fs::write(dir.join("drills.json"), json) {
-                eprintln!(
-                    "error: cannot write {}: {e}",
-                    dir.join("drills.json").display()
-                );
-                return 2;
-            }
-        }
-        Err(e) => {
-            eprintln!("error: drills.json: {e}");
-            return 2;
-        }
-    }
     println!("reports: {}", dir.display());
-    let statuses: Vec<DrillStatus> = all.iter().map(|r| r.status).collect();
+    let statuses: Vec<DrillStatus> = results.drills.iter().map(|r| r.status).collect();
     if interrupted || statuses.contains(&DrillStatus::Interrupted) {
         130
     } else if statuses.contains(&DrillStatus::Error) {

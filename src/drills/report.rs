@@ -3,7 +3,7 @@
 //!
 //! # Contract
 //!
-//! [`DrillReport`] is the whole record (serde `Serialize`, for `drills.json` and the results
+//! [`DrillReport`] is the whole record (serde `Serialize`, for the results
 //! model): every phase with its steps, every probe result, time to detect and to recover, failed
 //! requests, the bounds, the TTLs used, widened access, health checks that stayed green while the
 //! mesh was broken, and the undo (actions, before/after state, differences, processes left).

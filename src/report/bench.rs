@@ -170,6 +170,8 @@ pub fn sample_results(n: usize) -> RunResults {
             .collect(),
         scenarios,
         harness_errors: Vec::new(),
+        bench: None,
+        drills: Vec::new(),
     }
 }
 

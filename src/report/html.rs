@@ -230,8 +230,14 @@ pub fn render(view: &View<'_>, mapping: &Mapping, eval: &Evaluation) -> String {
     let mut h = String::with_capacity(64 * 1024 + view.results.scenarios.len() * 2048);
     head(&mut h, view);
     header(&mut h, view);
-    h.push_str(
-        r##"<nav><div class="in"><a href="#run">Run</a><a href="#findings">Findings</a><a href="#checklists">Runbook checklists</a><a href="#intents">Intent matrix</a><a href="#graph">Service graph</a><a href="#certificates">Certificates</a><a href="#drills">Drills</a><a href="#controls">Controls</a><a href="#checks">Checks</a><a href="#scenarios">Scenarios</a></div></nav><main>"##,
+    let bench_link = if view.results.bench.is_some() {
+        r##"<a href="#benchmarks">Benchmarks</a>"##
+    } else {
+        ""
+    };
+    let _ = write!(
+        h,
+        r##"<nav><div class="in"><a href="#run">Run</a><a href="#findings">Findings</a><a href="#checklists">Runbook checklists</a><a href="#intents">Intent matrix</a><a href="#graph">Service graph</a><a href="#certificates">Certificates</a><a href="#drills">Drills</a>{bench_link}<a href="#controls">Controls</a><a href="#checks">Checks</a><a href="#scenarios">Scenarios</a></div></nav><main>"##,
     );
     run_section(&mut h, view);
     findings(&mut h, view);
@@ -240,6 +246,7 @@ pub fn render(view: &View<'_>, mapping: &Mapping, eval: &Evaluation) -> String {
     graphs(&mut h, view);
     certificates(&mut h, view);
     drills(&mut h, view);
+    benchmarks(&mut h, view);
     controls(&mut h, mapping, eval);
     checks(&mut h, view, mapping, eval);
     scenarios(&mut h, view);
@@ -936,6 +943,22 @@ fn drills(h: &mut String, view: &View<'_>) {
         );
     }
     h.push_str("</table></section>");
+}
+
+/// `meshproof bench`'s figures and plots, when the run carries them.
+fn benchmarks(h: &mut String, view: &View<'_>) {
+    let Some(bench) = &view.results.bench else {
+        return;
+    };
+    h.push_str(r#"<section id="benchmarks"><h2>Benchmarks<span class="sub">medians of repeated runs, with the smallest and largest sample</span></h2>"#);
+    for plot in [&bench.plots.verify_scaling, &bench.plots.probe_rates]
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(h, r#"<div class="figure">{plot}</div>"#);
+    }
+    h.push_str(&crate::bench::render_html(bench));
+    h.push_str("</section>");
 }
 
 fn controls(h: &mut String, mapping: &Mapping, eval: &Evaluation) {

@@ -243,6 +243,13 @@ pub fn render(view: &View<'_>, mapping: &Mapping, eval: &Evaluation) -> String {
         }
     }
 
+    drills(&mut out, view.results);
+    if let Some(bench) = &view.results.bench {
+        let _ = writeln!(out, "\n### Benchmarks\n");
+        // The benchmark tables carry their own `###` titles; one level down keeps them under this.
+        out.push_str(&crate::bench::render_markdown(bench).replace("\n### ", "\n#### "));
+    }
+
     let _ = writeln!(out, "\n### Controls\n");
     let _ = writeln!(
         out,
@@ -292,6 +299,47 @@ pub fn render(view: &View<'_>, mapping: &Mapping, eval: &Evaluation) -> String {
         "<sub>Full report: `report.html` · JUnit: `junit.xml` · Cucumber: `cucumber.json` · signed evidence: `evidence/` (verify with `meshproof evidence verify`).</sub>"
     );
     out
+}
+
+/// One row per drill: its verdict, time to detect and to recover (after injection), the failed
+/// requests of the faulty window, and the lifetimes the lab stood in for production's.
+fn drills(out: &mut String, results: &crate::results::RunResults) {
+    if results.drills.is_empty() {
+        return;
+    }
+    let ms = |v: Option<u64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v} ms"));
+    let _ = writeln!(out, "\n### Drills\n");
+    let _ = writeln!(
+        out,
+        "| | drill | profile | detect | recover | failed / requests | lifetimes used |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|");
+    for d in &results.drills {
+        let ttls: Vec<String> = d
+            .ttls
+            .iter()
+            .map(|t| match &t.production {
+                Some(p) => format!("{} {} (production {p})", t.what, t.lab),
+                None => format!("{} {}", t.what, t.lab),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} / {} | {} |",
+            if d.status == crate::drills::DrillStatus::Passed {
+                "✅"
+            } else {
+                "❌"
+            },
+            code(&d.name),
+            md(&d.profile),
+            ms(d.time_to_detect_ms),
+            ms(d.time_to_recover_ms),
+            d.failed_requests,
+            d.requests,
+            md(&ttls.join("; "))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -514,7 +514,7 @@ pub fn cert_timeline(id: &str, certs: &[&CertObs], run_start: Option<i64>) -> St
 }
 
 /// One row per drill: injection → detection (amber, hatched) → recovery (blue), in seconds from the
-/// injection; times taken from `*_at` timestamps, or from `detect_ms` / `recover_ms`.
+/// injection; times taken from `*_at` timestamps, or from `time_to_detect_ms` / `time_to_recover_ms`.
 pub fn drill_timeline(id: &str, drills: &[&DrillObs]) -> String {
     let rows: Vec<(&DrillObs, Option<f64>, Option<f64>)> = drills
         .iter()

@@ -11,7 +11,7 @@
 //! - certificates (any check): `serial`, `sha256`, `not_before`, `not_after`, `spiffe_id`, and the
 //!   same with a role prefix (`root_serial`, `intermediate_not_after`, …);
 //! - drills (`drill.*`): `injected_at`, `detected_at`, `recovered_at` (RFC 3339), or
-//!   `detect_ms` / `recover_ms`;
+//!   `time_to_detect_ms` / `time_to_recover_ms` (milliseconds after injection);
 //! - any check: `profile` names the profile when the scenario does not.
 
 use std::collections::BTreeMap;
@@ -272,8 +272,8 @@ impl<'a> View<'a> {
                     injected: at_key("injected_at"),
                     detected: at_key("detected_at"),
                     recovered: at_key("recovered_at"),
-                    detect_ms: ms("detect_ms"),
-                    recover_ms: ms("recover_ms"),
+                    detect_ms: ms("time_to_detect_ms"),
+                    recover_ms: ms("time_to_recover_ms"),
                 }));
             }
             for (key, _) in &c.evidence {

@@ -119,6 +119,10 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
         .with_parser(ProfileParser { profiles })
         .with_writer(ResultsWriter::new(&root, options.progress))
         .retries(options.retries)
+        // Most scenarios spend their time waiting on a mesh that is still starting (SPIRE takes
+        // seconds); cucumber's default of 64 at once would leave the other profile's ready
+        // scenarios queued behind them.
+        .max_concurrent_scenarios(MAX_CONCURRENT_SCENARIOS)
         .before(move |_, _, _, world| {
             world.ctx = Some(before_ctx.clone());
             async {}.boxed_local()
@@ -173,8 +177,18 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
         versions: versions(&context),
         scenarios,
         harness_errors,
+        bench: None,
+        drills: context
+            .drills
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default(),
     })
 }
+
+/// Scenarios in flight at once. They are cheap while they wait; a bound still keeps a huge
+/// generated matrix from opening thousands of connections to a handful of Envoys at once.
+const MAX_CONCURRENT_SCENARIOS: usize = 512;
 
 /// Every component that took part in the run, with its version.
 fn versions(context: &RunContext) -> std::collections::BTreeMap<String, String> {

@@ -336,6 +336,8 @@ mod tests {
             versions: Default::default(),
             scenarios: vec![result.clone()],
             harness_errors: Vec::new(),
+            bench: None,
+            drills: Vec::new(),
         };
         let junit = crate::report::junit::render(&run).unwrap();
         assert_eq!(junit.matches("<testcase").count(), 1, "{junit}");

@@ -183,8 +183,9 @@ pub async fn start(
         .map(|i| (i.service.clone(), i.label()))
         .collect();
 
-    let mut workloads = BTreeMap::new();
-    let mut starts = Vec::new();
+    // Echo apps and specs first, then every sidecar at once: Envoy start-up and the first SDS
+    // fetch from the agent dominate, and they overlap (as pods start on a node).
+    let mut prepared = Vec::new();
     for ((identity, ip, inbound_port), registration) in plan.iter().zip(&registered) {
         let echo = EchoServer::start(identity.label(), SocketAddr::new(*ip, 0))
             .await
@@ -216,28 +217,51 @@ pub async fn start(
             gid: caller.gid,
         };
         let dir = fresh_dir(&spire.caller_dir(caller)?, "sidecar");
-        let spawned = Instant::now();
-        let sidecar = Sidecar::start_spire(&envoy, &spec, &agent, Some(run_as), &dir).await?;
-        let (leaf, _) = sidecar.wait_for_svid(spire.config().wait).await?;
-        starts.push(SidecarStart {
-            label: identity.label(),
-            spiffe_id: identity.spiffe_id.to_string(),
-            uid: run_as.uid,
-            gid: run_as.gid,
-            agent: caller.agent,
-            entry_id: registration.entry_id.clone(),
-            ready: sidecar.envoy().ready_in(),
-            first_svid: spawned.elapsed(),
-            serial_hex: leaf.serial_hex,
-        });
-        workloads.insert(
-            identity.label(),
-            Workload {
+        prepared.push((identity, registration, echo, spec, agent, run_as, dir));
+    }
+    let envoy = &envoy;
+    let started_all = futures::future::join_all(prepared.into_iter().map(
+        |(identity, registration, echo, spec, agent, run_as, dir)| async move {
+            let spawned = Instant::now();
+            let sidecar = Sidecar::start_spire(envoy, &spec, &agent, Some(run_as), &dir).await?;
+            let (leaf, _) = sidecar.wait_for_svid(spire.config().wait).await?;
+            let start = SidecarStart {
+                label: identity.label(),
+                spiffe_id: identity.spiffe_id.to_string(),
+                uid: run_as.uid,
+                gid: run_as.gid,
+                agent: registration.caller.agent,
+                entry_id: registration.entry_id.clone(),
+                ready: sidecar.envoy().ready_in(),
+                first_svid: spawned.elapsed(),
+                serial_hex: leaf.serial_hex,
+            };
+            let workload = Workload {
                 identity: identity.clone(),
                 sidecar,
                 echo,
-            },
-        );
+            };
+            Ok::<_, MeshSpireError>((start, workload))
+        },
+    ))
+    .await;
+    let mut workloads = BTreeMap::new();
+    let mut starts = Vec::new();
+    let mut failure = None;
+    for outcome in started_all {
+        match outcome {
+            Ok((start, workload)) => {
+                workloads.insert(start.label.clone(), workload);
+                starts.push(start);
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        // The sidecars that did start are dropped here, which stops them.
+        return Err(e);
     }
     let bundle = spire.trust_bundle().await?;
     Ok(SpireMesh {

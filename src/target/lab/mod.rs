@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
 use super::{MeshCa, PresentedChain, Target, TargetError};
 use crate::pki::{CaSpec, Pki, Svid};
@@ -36,8 +37,9 @@ pub struct Lab {
     now: OffsetDateTime,
     workdir: PathBuf,
     pkis: Mutex<HashMap<String, Arc<LabPki>>>,
-    meshes: tokio::sync::Mutex<HashMap<String, Arc<mesh::LabMesh>>>,
-    spires: tokio::sync::Mutex<HashMap<String, SharedSpire>>,
+    // One cell per profile, so one profile's slow start (SPIRE) never holds up another's.
+    meshes: Mutex<HashMap<String, Arc<OnceCell<Arc<mesh::LabMesh>>>>>,
+    spires: Mutex<HashMap<String, Arc<OnceCell<SharedSpire>>>>,
 }
 
 /// A running SPIRE lab, shared by scenarios: readers observe, a drill takes the write lock.
@@ -56,8 +58,8 @@ impl Lab {
             now,
             workdir,
             pkis: Mutex::new(HashMap::new()),
-            meshes: tokio::sync::Mutex::new(HashMap::new()),
-            spires: tokio::sync::Mutex::new(HashMap::new()),
+            meshes: Mutex::new(HashMap::new()),
+            spires: Mutex::new(HashMap::new()),
         })
     }
 
@@ -85,10 +87,17 @@ impl Lab {
         profile: &Profile,
         configured: &crate::configured::Configured,
     ) -> Result<Arc<mesh::LabMesh>, TargetError> {
-        let mut meshes = self.meshes.lock().await;
-        if let Some(existing) = meshes.get(&profile.name) {
-            return Ok(existing.clone());
-        }
+        let cell = self.cell(&self.meshes, &profile.name)?;
+        cell.get_or_try_init(|| self.start_mesh(profile, configured))
+            .await
+            .cloned()
+    }
+
+    async fn start_mesh(
+        &self,
+        profile: &Profile,
+        configured: &crate::configured::Configured,
+    ) -> Result<Arc<mesh::LabMesh>, TargetError> {
         let started = if profile.provider == crate::profile::IdentityProvider::Spire {
             // Identities from the profile's SPIRE lab: every sidecar fed by an agent over SDS.
             let spire = self.spire(profile).await?;
@@ -105,43 +114,56 @@ impl Lab {
                 .await
                 .map_err(|e| self.error(e.to_string()))?
         };
-        let started = Arc::new(started);
-        meshes.insert(profile.name.clone(), started.clone());
-        Ok(started)
+        Ok(Arc::new(started))
+    }
+
+    /// The start-once cell of `name` in `cells`.
+    fn cell<T>(
+        &self,
+        cells: &Mutex<HashMap<String, Arc<OnceCell<T>>>>,
+        name: &str,
+    ) -> Result<Arc<OnceCell<T>>, TargetError> {
+        let mut cells = cells
+            .lock()
+            .map_err(|_| self.error("lab state poisoned by an earlier failure"))?;
+        Ok(cells.entry(name.to_owned()).or_default().clone())
     }
 
     /// The profile's SPIRE server and agents (real processes), started on first use with the
     /// lab's short TTLs and kept for the run. Only for profiles whose identity provider is SPIRE.
     pub async fn spire(&self, profile: &Profile) -> Result<SharedSpire, TargetError> {
-        let mut spires = self.spires.lock().await;
-        if let Some(existing) = spires.get(&profile.name) {
-            return Ok(existing.clone());
-        }
         if profile.provider != crate::profile::IdentityProvider::Spire {
             return Err(self.error(format!("profile {} does not use SPIRE", profile.name)));
         }
-        let started = spire::SpireLab::start(profile, spire::SpireLabConfig::default())
-            .await
-            .map_err(|e| self.error(e.to_string()))?;
-        let shared = Arc::new(tokio::sync::RwLock::new(started));
-        spires.insert(profile.name.clone(), shared.clone());
-        Ok(shared)
+        let cell = self.cell(&self.spires, &profile.name)?;
+        cell.get_or_try_init(|| async {
+            let started = spire::SpireLab::start(profile, spire::SpireLabConfig::default())
+                .await
+                .map_err(|e| self.error(e.to_string()))?;
+            Ok(Arc::new(tokio::sync::RwLock::new(started)))
+        })
+        .await
+        .cloned()
     }
 
     /// Versions of the SPIRE binaries, once a SPIRE lab has started.
     pub fn spire_report(&self) -> Option<spire::SpireLabReport> {
-        let spires = self.spires.try_lock().ok()?;
-        let lab = spires.values().next()?.try_read().ok()?;
+        let spires = self.spires.lock().ok()?;
+        let lab = spires
+            .values()
+            .find_map(|cell| cell.get())?
+            .try_read()
+            .ok()?;
         Some(lab.report())
     }
 
     /// Versions of the lab's components that have started so far.
     pub fn envoy_version(&self) -> Option<String> {
         self.meshes
-            .try_lock()
+            .lock()
             .ok()?
             .values()
-            .next()
+            .find_map(|cell| cell.get())
             .map(|m| m.envoy_version.clone())
     }
 
@@ -179,12 +201,15 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Stop every sidecar (their drop kills and reaps Envoy) before their files go away.
-        if let Ok(mut meshes) = self.meshes.try_lock() {
-            meshes.clear();
-        }
-        if let Ok(mut spires) = self.spires.try_lock() {
-            spires.clear();
-        }
+        // A poisoned lock still holds processes to stop.
+        self.meshes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.spires
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         // For debugging a lab run: keep Envoy's logs and configs (never reports: keys live here).
         if std::env::var_os("MESHPROOF_KEEP_LAB").is_some() {
             eprintln!(

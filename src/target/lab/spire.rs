@@ -55,9 +55,10 @@
 //!   waiting for the reaping more than briefly. Stops are SIGKILL (std has no other signal
 //!   without `libc`): for the drills that is a crash, which sqlite's journal survives.
 //!
-//! SPIRE behaviour the lab relies on (1.15.3, default intervals): agents learn about new or
-//! deleted entries, new bundle contents and tainted authorities on their sync (every 5 s, after
-//! the server's entry cache reload), so such changes reach workloads in roughly 2–10 s; workload
+//! SPIRE behaviour the lab relies on (1.15.3): agents learn about new or deleted entries, new
+//! bundle contents and tainted authorities on their sync, after the server's entry cache reload
+//! (both every 5 s by default; the lab sets [`SpireLabConfig::sync_interval`], 1 s), so such
+//! changes reach workloads within about two intervals; workload
 //! SVIDs are backdated 10 s (`notBefore`) and renewed once past half of `notBefore..notAfter`.
 //!
 //! Known limits: join-token agents cannot re-attest with an expired SVID, so
@@ -320,6 +321,11 @@ pub struct SpireLabConfig {
     /// `-x509SVIDTTL`. SPIRE wants it at most `ca_ttl / 6`.
     #[serde(serialize_with = "ser_duration")]
     pub x509_svid_ttl: Duration,
+    /// Agents' `sync_interval` and the server's `cache_reload_interval` (both `experimental`;
+    /// SPIRE's default is 5 s each): how soon a new entry, bundle or due renewal reaches a
+    /// workload. The lab's short TTLs need a short one, or a renewal waits for the next sync.
+    #[serde(serialize_with = "ser_duration")]
+    pub sync_interval: Duration,
     /// First workload uid/gid when running as root.
     pub uid_base: u32,
     /// Bound on every wait (server healthy, agents attested, an SVID arriving, ...).
@@ -336,6 +342,7 @@ impl Default for SpireLabConfig {
             agents: 2,
             ca_ttl: Duration::from_secs(120),
             x509_svid_ttl: Duration::from_secs(20),
+            sync_interval: Duration::from_secs(1),
             uid_base: DEFAULT_UID_BASE,
             wait: Duration::from_secs(30),
             isolation: None,
@@ -947,7 +954,7 @@ impl SpireLab {
         self.register_profile(profile).await?;
         self.timings.entries_created = started.elapsed();
         // Ready means every workload holds its SVID, not just that the entries exist: agents
-        // learn about new entries on their next sync (every 5 s by default).
+        // learn about new entries on their next sync (`sync_interval`).
         for workload in &self.workloads {
             self.wait_for_svid(&workload.caller, &workload.spiffe_id)
                 .await?;
@@ -969,6 +976,9 @@ impl SpireLab {
     ca_ttl = "{ca_ttl}"
     default_x509_svid_ttl = "{svid_ttl}"
     default_jwt_svid_ttl = "{svid_ttl}"
+    experimental {{
+        cache_reload_interval = "{sync}"
+    }}
     ca_subject {{
         organization = [{org}]
         common_name = ""
@@ -998,6 +1008,7 @@ plugins {{
             data = hcl_path(&server_dir.join("data")),
             ca_ttl = go_duration(self.config.ca_ttl),
             svid_ttl = go_duration(self.config.x509_svid_ttl),
+            sync = go_duration(self.config.sync_interval),
             org = hcl(organization),
             db = hcl_path(&server_dir.join("data").join("datastore.sqlite3")),
             keys = hcl_path(&server_dir.join("data").join("keys.json")),
@@ -1023,6 +1034,9 @@ plugins {{
     socket_path = {socket}
     trust_bundle_path = {bundle}
     trust_domain = {td}
+    experimental {{
+        sync_interval = "{sync}"
+    }}
 {token_line}}}
 
 plugins {{
@@ -1047,6 +1061,7 @@ plugins {{
             socket = hcl_path(&slot.socket),
             bundle = hcl_path(&slot.dir.join("bootstrap-bundle.pem")),
             td = hcl(self.trust_domain.as_str()),
+            sync = go_duration(self.config.sync_interval),
         );
         let path = slot.dir.join("agent.conf");
         write_file(&path, config.as_bytes(), 0o600)?;
