@@ -1,5 +1,6 @@
 //! The pinned versions live in one place (src/target/kube/versions.rs); the copies people and
-//! air-gapped machines read — kind/cluster.yaml, kind/images.txt, kind/README.md — must agree
+//! air-gapped machines read — kind/cluster.yaml, kind/images.txt, kind/README.md, and the real
+//! API server the tests build (scripts/install/kube.sh) — must agree
 //! with it, and the probe images the renderer writes must be the ones preloaded.
 
 use std::path::PathBuf;
@@ -77,4 +78,19 @@ fn kind_readme_lists_every_pinned_version() {
             pin.version
         );
     }
+}
+
+#[test]
+fn the_real_apiserver_install_builds_the_pinned_kubernetes_and_kubectl() {
+    let script = read("scripts/install/kube.sh");
+    let pinned = |var: &str| {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{var}=\"")))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("scripts/install/kube.sh sets no {var}"))
+            .to_owned()
+    };
+    assert_eq!(pinned("KUBERNETES_VERSION"), versions::KUBERNETES);
+    assert_eq!(pinned("KUBECTL_VERSION"), versions::KUBECTL);
 }

@@ -295,6 +295,7 @@ async fn scenarios(
     context: &Arc<RunContext>,
 ) -> Outcome {
     let root = project_root(&options.features);
+    let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
     let (sender, receiver) = std::sync::mpsc::channel::<(writer::ScenarioKey, Vec<CheckResult>)>();
     let before_ctx = context.clone();
     let writer = MeshWorld::cucumber::<PathBuf>()
@@ -319,9 +320,8 @@ async fn scenarios(
         })
         // Our CLI owns the process arguments; cucumber must not parse them.
         .with_cli(cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default())
-        .filter_run(
-            options.features.clone(),
-            move |feature, rule, scenario| match &tags {
+        .filter_run(options.features.clone(), move |feature, rule, scenario| {
+            let selected = match &tags {
                 None => true,
                 Some(op) => op.eval(
                     feature
@@ -330,8 +330,9 @@ async fn scenarios(
                         .chain(rule.iter().flat_map(|r| &r.tags))
                         .chain(&scenario.tags),
                 ),
-            },
-        )
+            };
+            selected && !names_another_profile(scenario, &names)
+        })
         .await;
 
     let (scenarios, harness_errors) = writer.into_results();
@@ -352,6 +353,18 @@ async fn scenarios(
         harness_errors,
         versions: Default::default(),
     }
+}
+
+/// Whether a scenario is about a profile this run does not check (`Given the profile "X"`
+/// written into the feature): it belongs to a run of that profile, as the rows generated for a
+/// profile do. A kind run checks one profile per cluster.
+fn names_another_profile(scenario: &cucumber::gherkin::Scenario, profiles: &[String]) -> bool {
+    scenario.steps.iter().any(|step| {
+        step.value
+            .strip_prefix("the profile \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .is_some_and(|name| !profiles.iter().any(|p| p == name))
+    })
 }
 
 /// Every component that took part in the run, with its version.
