@@ -165,8 +165,8 @@ struct ClusterArgs {
     /// cluster: also run @destructive scenarios (faults, drills) on it.
     #[arg(long)]
     allow_destructive: bool,
-    /// kind: run against an existing kind cluster (the given one, or the run's name) and leave
-    /// it running.
+    /// kind: run against an existing kind cluster (NAME, or meshproof-<profile>) and leave it
+    /// running; created first if it does not exist (and kept with --keep).
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     reuse: Option<String>,
     /// kind: keep the cluster after the run.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use meshproof::pki::{CaSpec, Pki};
+use meshproof::pki::Pki;
 use meshproof::target::Target as _;
 use meshproof::target::kube::faults::{self, Fault, Gate, PluginCaMaterial};
 use meshproof::target::kube::probe::ProbeConfig;
@@ -660,7 +660,7 @@ fn kube_code_against_a_real_kube_apiserver_and_etcd() {
 
     // The CA as the mesh reads it: cacerts (the key on stdin only) and istiod's root ConfigMap.
     let now = time::OffsetDateTime::now_utc();
-    let spec = CaSpec::runbook(profile.trust_domain.as_str(), "TradePulse");
+    let spec = meshproof::target::lab::ca_spec(&profile);
     let mesh = Pki::generate(&spec, now).expect("mesh CA");
     let ns = profile.control_plane_namespace.clone();
     let material = plugin_ca(&mesh, &server.dir.path().join("mesh-ca"));
@@ -775,6 +775,58 @@ fn kube_code_against_a_real_kube_apiserver_and_etcd() {
     assert_eq!(
         target.mesh_ca(&profile).expect("read").intermediate_der,
         mesh.intermediate().der()
+    );
+
+    // The CLI on the same server: the checklist's CA and control-plane scenarios, as the
+    // pre-release gate runs them (helm and istioctl absent: an existing cluster needs neither).
+    let out = server.dir.path().join("reports");
+    let run = Command::new(env!("CARGO_BIN_EXE_meshproof"))
+        .current_dir(root())
+        .env("MESHPROOF_KUBECTL", &server.kubectl)
+        .env("PATH", "/usr/bin:/bin")
+        .args(["run", "--target", "cluster", "--kubeconfig"])
+        .arg(&server.kubeconfig)
+        .args([
+            "--profile",
+            "tradepulse",
+            "--tags",
+            "@pki or @control-plane",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("meshproof runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results"))
+            .expect("JSON");
+    let checks: Vec<&str> = results["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["checks"].as_array().into_iter().flatten())
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    for check in [
+        "pki.hierarchy",
+        "pki.rotation-policy",
+        "pki.plugin-ca",
+        "control-plane.health",
+    ] {
+        assert!(
+            checks.contains(&check),
+            "{check} did not run: {checks:?}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("not run  features/pki.feature"),
+        "the @lab sensitivity scenario is named as not run:\n{text}"
     );
 
     // Everything the harness sent, as recorded: never a private key.

@@ -77,6 +77,37 @@ fn cluster_answers_as_promised(fakes: &Fakes, profile_name: &str, widen: Option<
     }
 }
 
+/// Every sidecar's inbound listener refuses what is not a mesh identity the way Envoy does
+/// (plaintext reset, TLS without or with a bad client certificate failed), and a caller's own
+/// sidecar gets through (RBAC then answers 403 for `/`).
+fn sidecars_refuse_bad_peers(fakes: &Fakes) {
+    let outside = "kubectl * exec*-n meshproof-outside outside-probe -c probe -- ";
+    fakes.rule(
+        &format!("{outside}curl * http://*"),
+        0,
+        &format!("\n{MARKER} http_code=000 exitcode=56 time_total=0.002\n"),
+        "curl: (56) Recv failure: Connection reset by peer\n",
+    );
+    fakes.rule(
+        &format!("{outside}curl * https://*"),
+        0,
+        &format!("\n{MARKER} http_code=000 exitcode=35 time_total=0.002\n"),
+        "curl: (35) OpenSSL/3.3.2: error:0A00045C:SSL routines::tlsv13 alert certificate required\n",
+    );
+    fakes.rule(
+        &format!("{outside}sh -c *"),
+        0,
+        &format!("\n{MARKER} http_code=000 exitcode=56 time_total=0.002\n"),
+        "curl: (56) OpenSSL SSL_read: error:0A000418:SSL routines::tlsv1 alert unknown ca\n",
+    );
+    fakes.rule(
+        "kubectl * exec -n * deploy/* -c probe -- curl * http://*.svc.cluster.local:*/",
+        0,
+        &format!("RBAC: access denied\n{MARKER} http_code=403 exitcode=0 time_total=0.003\n"),
+        "",
+    );
+}
+
 /// Every Deployment, DaemonSet and StatefulSet reports all replicas updated and ready.
 fn controllers_ready(fakes: &Fakes) {
     let ready = r#"{"metadata":{"generation":1},"spec":{"replicas":1},"status":{"observedGeneration":1,"readyReplicas":1,"updatedReplicas":1,"availableReplicas":1,"desiredNumberScheduled":2,"numberReady":2,"updatedNumberScheduled":2,"numberAvailable":2}}"#;
@@ -227,6 +258,72 @@ fn run_target_kind_through_fake_tools_creates_installs_checks_and_deletes_a_clus
 }
 
 #[test]
+fn run_target_kind_through_fake_tools_sends_every_bad_peer_with_its_key_on_stdin_only() {
+    let fakes = Fakes::new();
+    cluster_answers_as_promised(&fakes, "tradepulse", None);
+    sidecars_refuse_bad_peers(&fakes);
+    let out = fakes.path("out");
+    let (code, stdout, stderr) = meshproof(
+        &fakes,
+        &[
+            "run",
+            "--target",
+            "kind",
+            "--profile",
+            "tradepulse",
+            "--tags",
+            "@mtls and @live",
+            "--out",
+            &out.display().to_string(),
+            "-q",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let results = results(&out);
+    let checks: Vec<&serde_json::Value> = results["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["checks"].as_array().into_iter().flatten())
+        .collect();
+    // Five sidecars × (five bad peers + the control), every one sent: this run installed the CA.
+    assert_eq!(checks.len(), 30, "{checks:#?}");
+    assert!(
+        checks.iter().all(|c| c["status"] == "passed"),
+        "{checks:#?}"
+    );
+    for what in [
+        "plaintext",
+        "no client certificate",
+        "from a foreign CA",
+        "with an expired intermediate",
+        "(foreign trust domain)",
+    ] {
+        assert_eq!(
+            checks
+                .iter()
+                .filter(|c| c["subject"].as_str().is_some_and(|s| s.contains(what)))
+                .count(),
+            5,
+            "{what}"
+        );
+    }
+    // The throwaway client keys went to the pod on stdin, never on a command line.
+    let lines = fakes.lines();
+    assert!(lines.iter().all(|l| !l.contains("PRIVATE KEY")));
+    let sent_with_stdin = lines.iter().filter(|l| l.contains(" exec -i ")).count();
+    assert_eq!(sent_with_stdin, 15, "three client certificates per sidecar");
+    // (Calls at the same time share the fakes' stdin numbering, so not every one is kept.)
+    assert!(
+        fakes
+            .stdins()
+            .iter()
+            .any(|(_, text)| text.contains("PRIVATE KEY") && text.contains("CERTIFICATE")),
+        "the chain and its key went on stdin"
+    );
+}
+
+#[test]
 fn run_target_kind_through_fake_tools_fails_with_exit_1_on_widened_access() {
     let fakes = Fakes::new();
     cluster_answers_as_promised(&fakes, "tradepulse", Some(("ingestion", "execution")));
@@ -260,6 +357,44 @@ fn run_target_kind_through_fake_tools_fails_with_exit_1_on_widened_access() {
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].0.contains("ingestion → execution"), "{failed:?}");
+}
+
+#[test]
+fn run_target_kind_reuse_through_fake_tools_leaves_the_existing_cluster_running() {
+    let fakes = Fakes::new();
+    fakes.existing_cluster("meshproof-tradepulse");
+    let out = fakes.path("out");
+    let (code, stdout, stderr) = meshproof(
+        &fakes,
+        &[
+            "run",
+            "--target",
+            "kind",
+            "--profile",
+            "tradepulse",
+            "--reuse",
+            "--tags",
+            "@intents and @static",
+            "--out",
+            &out.display().to_string(),
+            "-q",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let lines = fakes.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("kind export kubeconfig --name meshproof-tradepulse ")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("kind create") || l.starts_with("kind delete"))
+    );
+    assert!(fakes.cluster_exists("meshproof-tradepulse"));
 }
 
 #[test]

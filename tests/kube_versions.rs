@@ -94,3 +94,20 @@ fn the_real_apiserver_install_builds_the_pinned_kubernetes_and_kubectl() {
     assert_eq!(pinned("KUBERNETES_VERSION"), versions::KUBERNETES);
     assert_eq!(pinned("KUBECTL_VERSION"), versions::KUBECTL);
 }
+
+#[test]
+fn the_readme_states_every_pinned_version() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Running on kind or an existing cluster")
+        .nth(1)
+        .expect("README has the kind/cluster section");
+    for pin in versions::TABLE {
+        assert!(
+            section.contains(pin.version),
+            "README does not state {} {}",
+            pin.component,
+            pin.version
+        );
+    }
+}

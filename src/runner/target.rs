@@ -28,7 +28,8 @@ pub struct ClusterAccess {
 /// `--target kind`'s flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KindSettings {
-    /// `--reuse NAME`: the cluster to reuse (with one profile only).
+    /// `--reuse NAME`: the cluster to reuse (with one profile only). `--reuse` alone reuses
+    /// `meshproof-<profile>`, a name stable across runs.
     pub name: Option<String>,
     /// `kind/cluster.yaml`.
     pub config: PathBuf,
@@ -69,7 +70,11 @@ pub fn start_kind(
     let run = KindRun {
         run_id: run_id.to_owned(),
         profile: profile.name.clone(),
-        name: settings.name.clone(),
+        name: settings.name.clone().or_else(|| {
+            settings
+                .reuse
+                .then(|| crate::target::kube::kind::cluster_name(&profile.name))
+        }),
         config: settings.config.clone(),
         reuse: settings.reuse,
         keep: settings.keep,
