@@ -323,6 +323,90 @@ fn run_target_kind_through_fake_tools_sends_every_bad_peer_with_its_key_on_stdin
     );
 }
 
+/// Every sidecar serves what stock Istio's CA issues, `spiffe://<td>/ns/<ns>/sa/<sa>`, from a
+/// CA whose root istiod publishes in `istio-ca-root-cert`.
+fn sidecars_serve_istio_identities(fakes: &Fakes, profile_name: &str) {
+    use meshproof::report::text::base64;
+    let profile = profile(profile_name);
+    let now = time::OffsetDateTime::now_utc();
+    let pki =
+        meshproof::pki::Pki::generate(&meshproof::target::lab::ca_spec(&profile), now).expect("CA");
+    fakes.rule(
+        &format!(
+            "kubectl * get configmap istio-ca-root-cert -n {} -o jsonpath=*",
+            profile.control_plane_namespace
+        ),
+        0,
+        pki.root().pem(),
+        "",
+    );
+    for service in &profile.services {
+        let (ns, name) = (&service.namespace, &service.name);
+        let pod = format!("{name}-7d4b9c-x2x9z");
+        fakes.rule(
+            &format!("kubectl * get pods -n {ns} -l app={name} -o json"),
+            0,
+            &format!(r#"{{"items":[{{"metadata":{{"name":"{pod}"}}}}]}}"#),
+            "",
+        );
+        let istio_id = format!(
+            "spiffe://{}/ns/{ns}/sa/{}",
+            profile.trust_domain.as_str(),
+            service.service_account
+        );
+        let svid = pki.issue_workload_svid(&istio_id, now).expect("SVID");
+        let dump = serde_json::json!({ "dynamicActiveSecrets": [
+            { "name": "default", "secret": { "tlsCertificate": {
+                "certificateChain": { "inlineBytes": base64(svid.chain_pem().as_bytes()) } } } },
+            { "name": "ROOTCA", "secret": { "validationContext": {
+                "trustedCa": { "inlineBytes": base64(pki.root().pem().as_bytes()) } } } } ] });
+        fakes.rule(
+            &format!("istioctl * proxy-config secret {pod}.{ns} -o json"),
+            0,
+            &dump.to_string(),
+            "",
+        );
+    }
+}
+
+#[test]
+fn run_target_kind_through_fake_tools_reports_that_istio_ids_break_the_tradepulse_schema() {
+    let fakes = Fakes::new();
+    sidecars_serve_istio_identities(&fakes, "tradepulse");
+    let out = fakes.path("out");
+    let (code, stdout, stderr) = meshproof(
+        &fakes,
+        &[
+            "run",
+            "--target",
+            "kind",
+            "--profile",
+            "tradepulse",
+            "--tags",
+            "@identity and @checklist",
+            "--out",
+            &out.display().to_string(),
+            "-q",
+        ],
+    );
+    let text = format!("{stdout}\n{stderr}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "SVID identifies spiffe://tradepulse/ns/strategy/sa/strategy, expected spiffe://tradepulse/prod/strategy"
+        ),
+        "{text}"
+    );
+    let ran = ran(&results(&out));
+    // On a cluster @each-identity has only the identities with a workload: five services, prod.
+    let presents = ran
+        .iter()
+        .filter(|(n, _)| n.contains("presents a valid X.509-SVID"))
+        .count();
+    assert_eq!(presents, 5, "{ran:?}");
+    assert!(ran.iter().all(|(_, status)| status == "failed"), "{ran:?}");
+}
+
 #[test]
 fn run_target_kind_through_fake_tools_fails_with_exit_1_on_widened_access() {
     let fakes = Fakes::new();
