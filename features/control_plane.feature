@@ -16,3 +16,14 @@ Feature: Control plane and gateways running
     @each-service
     Examples:
       | profile | service |
+
+  # On a cluster the same checklist items are the components' own status, as `kubectl rollout
+  # status` judges it: istiod, the ingress gateway, Gatekeeper, and SPIRE where the profile uses it.
+  @kube @checklist
+  Scenario Outline: <profile> · every control-plane component reports ready
+    Given the profile "<profile>"
+    Then every control-plane component of its stack reports ready
+
+    @each-profile
+    Examples:
+      | profile |

@@ -54,12 +54,12 @@ Feature: Workload identity (SPIFFE)
       | spiffe://soma-agent-hub.local/ns/soma-agent-hub/sa/gateway-api |
       | spiffe://tradepulse                                           |
 
-  # The lab's `istioctl proxy-config secret`: what each sidecar really serves, read from Envoy.
-  @live @lab @checklist
+  # `istioctl proxy-config secret`: what each sidecar really serves, read from Envoy.
+  @live @checklist
   Scenario Outline: <profile> · the sidecar of <service> serves its mTLS certificate
     Given the profile "<profile>"
     And the manifests configured for it
-    And the lab mesh is running for it
+    And the mesh is running for it
     Then the sidecar of "<service>" serves the X.509-SVID the CA issued it
 
     @each-service

@@ -16,11 +16,11 @@ Feature: Mutual TLS everywhere
 
   # Observed on the inbound listener of every workload: each bad peer is really sent and refused
   # at the TLS layer, and a valid SVID gets through the handshake (the control).
-  @live @lab @checklist
+  @live @checklist
   Scenario Outline: <profile> · <service> refuses every caller that is not a mesh identity
     Given the profile "<profile>"
     And the manifests configured for it
-    And the lab mesh is running for it
+    And the mesh is running for it
     Then "<service>" refuses plaintext, no client certificate, a foreign CA, an expired certificate and a foreign trust domain
 
     @each-sidecar

@@ -108,8 +108,7 @@ enum Command {
     },
     /// Check that the tools a kind or cluster target needs are installed (docker with a running
     /// engine, kind, kubectl, helm, istioctl), with their versions and how to install what is
-    /// missing. Exit 0 ready, 2 not ready. (`run` drives the lab target; kind/cluster runs are
-    /// built in meshproof::target::kube and not yet wired into `run`.)
+    /// missing. Exit 0 ready, 2 not ready. (`run --target kind|cluster` does this first.)
     Preflight {
         #[arg(long, value_enum, default_value = "kind")]
         target: ClusterKind,
@@ -126,10 +125,15 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TargetKind {
     /// Everything on this machine, no cluster.
     Lab,
+    /// A kind cluster per profile, created, installed, checked and deleted by the run.
+    Kind,
+    /// An existing cluster (--context NAME): nothing installed, @destructive refused unless
+    /// --allow-destructive.
+    Cluster,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,6 +179,35 @@ struct RunArgs {
     /// Print only the summary, not a line per scenario.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    cluster: Box<ClusterArgs>,
+}
+
+/// Options of `--target kind` and `--target cluster`.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// cluster: the kubeconfig context to check [default: the current context].
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// cluster: the kubeconfig file [default: kubectl's].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// cluster: also run @destructive scenarios (faults, drills) on it.
+    #[arg(long)]
+    allow_destructive: bool,
+    /// kind: run against an existing kind cluster (NAME, or meshproof-<profile>) and leave it
+    /// running; created first if it does not exist (and kept with --keep).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    reuse: Option<String>,
+    /// kind: keep the cluster after the run.
+    #[arg(long)]
+    keep: bool,
+    /// kind: load every .tar image archive of DIR into the nodes (air-gapped machines).
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// kind: the cluster config [default: the project's kind/cluster.yaml].
+    #[arg(long, value_name = "FILE")]
+    kind_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -276,7 +309,10 @@ fn harness_failure(message: impl std::fmt::Display) -> u8 {
 }
 
 fn run(args: RunArgs) -> u8 {
-    let TargetKind::Lab = args.target;
+    let target = match run_target(args.target, &args.cluster) {
+        Ok(t) => t,
+        Err(e) => return harness_failure(e),
+    };
     let profiles = match profile::resolve(&args.profile) {
         Ok(p) => p,
         Err(e) => return harness_failure(e),
@@ -289,6 +325,15 @@ fn run(args: RunArgs) -> u8 {
         Ok(rt) => rt,
         Err(e) => return harness_failure(format!("cannot start the async runtime: {e}")),
     };
+    let on_cluster = target.kind() != meshproof::target::kube::TargetKind::Lab;
+    let listing = if on_cluster {
+        match not_run_here(&features, args.tags.as_deref(), &target) {
+            Ok(l) => Some(l),
+            Err(e) => return harness_failure(e),
+        }
+    } else {
+        None
+    };
     let options = RunOptions {
         profiles,
         features,
@@ -298,10 +343,11 @@ fn run(args: RunArgs) -> u8 {
         manifests: args.manifests,
     };
     // Ctrl-C or SIGTERM (a CI timeout) ends the run: dropping the run drops the lab, and the lab
-    // stops every process it started (Envoys, SPIRE) before we exit. Nothing is left behind.
+    // stops every process it started (Envoys, SPIRE) before we exit; a kind cluster the run
+    // created is deleted by its own interrupt handler. Nothing is left behind.
     let outcome = runtime.block_on(async {
         tokio::select! {
-            r = runner::run(options) => Some(r),
+            r = runner::run_on(options, target) => Some(r),
             _ = interrupted() => None,
         }
     });
@@ -335,6 +381,14 @@ fn run(args: RunArgs) -> u8 {
         Ok(b) => b,
         Err(e) => return harness_failure(format!("--baseline {e}")),
     };
+    if let Some(listing) = &listing {
+        // Into the run folder before the reports, so the signed evidence bundle includes it.
+        let file = dir.join("applicability.md");
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, listing));
+        if let Err(e) = written {
+            return harness_failure(format!("cannot write {}: {e}", file.display()));
+        }
+    }
     let regressions = baseline
         .as_ref()
         .map(|b| report::baseline::compare(b, &results));
@@ -387,6 +441,99 @@ fn run(args: RunArgs) -> u8 {
     results.exit_code() as u8
 }
 
+/// The run's target from `--target` and its options; an option that does not belong to the
+/// chosen target is an error rather than silently ignored.
+fn run_target(target: TargetKind, args: &ClusterArgs) -> Result<runner::TargetOptions, String> {
+    use meshproof::target::kube::probe::ProbeConfig;
+    use meshproof::target::kube::target::ClusterRun;
+    use meshproof::target::kube::{Timeouts, Toolbox};
+    let kind_only = [
+        ("--reuse", args.reuse.is_some()),
+        ("--keep", args.keep),
+        ("--images", args.images.is_some()),
+        ("--kind-config", args.kind_config.is_some()),
+    ];
+    let cluster_only = [
+        ("--context", args.context.is_some()),
+        ("--kubeconfig", args.kubeconfig.is_some()),
+        ("--allow-destructive", args.allow_destructive),
+    ];
+    let misplaced = |flags: &[(&str, bool)], belongs: &str| {
+        flags
+            .iter()
+            .find(|(_, given)| *given)
+            .map(|(flag, _)| format!("{flag} is an option of --target {belongs}"))
+    };
+    let wrong = match target {
+        TargetKind::Lab => misplaced(&kind_only, "kind").or(misplaced(&cluster_only, "cluster")),
+        TargetKind::Kind => misplaced(&cluster_only, "cluster"),
+        TargetKind::Cluster => misplaced(&kind_only, "kind"),
+    };
+    if let Some(message) = wrong {
+        return Err(message);
+    }
+    if target == TargetKind::Lab {
+        return Ok(runner::TargetOptions::Lab);
+    }
+    let access = runner::ClusterAccess {
+        tools: Toolbox::from_env()
+            .progress(std::sync::Arc::new(|line: &str| eprintln!("  {line}")))
+            .build(),
+        timeouts: Timeouts::from_env().map_err(|e| e.to_string())?,
+    };
+    Ok(match target {
+        TargetKind::Kind => runner::TargetOptions::Kind(
+            access,
+            runner::KindSettings {
+                name: args.reuse.clone().filter(|n| !n.is_empty()),
+                config: args
+                    .kind_config
+                    .clone()
+                    .unwrap_or_else(|| project_file("kind/cluster.yaml")),
+                reuse: args.reuse.is_some(),
+                keep: args.keep,
+                images: args.images.clone(),
+                probes: ProbeConfig::default(),
+            },
+        ),
+        _ => runner::TargetOptions::Cluster(
+            access,
+            ClusterRun {
+                context: args.context.clone(),
+                kubeconfig: args.kubeconfig.clone(),
+                allow_destructive: args.allow_destructive,
+                probes: ProbeConfig::default(),
+            },
+        ),
+    })
+}
+
+/// Prints the scenarios the target leaves out (and why), and returns the listing as Markdown for
+/// the run folder.
+fn not_run_here(
+    features: &std::path::Path,
+    tags: Option<&str>,
+    target: &runner::TargetOptions,
+) -> Result<String, runner::RunError> {
+    let listed = runner::listing(features, tags, target.kind(), target.allow_destructive())?;
+    let left_out: Vec<_> = listed.iter().filter(|l| !l.applicability.runs()).collect();
+    eprintln!(
+        "target {}: {} of {} selected scenarios apply; not run here:",
+        target.kind(),
+        listed.len() - left_out.len(),
+        listed.len()
+    );
+    for l in &left_out {
+        eprintln!(
+            "  not run  {}  {}  ({})",
+            l.place,
+            l.name,
+            runner::why(&l.applicability)
+        );
+    }
+    Ok(runner::listing_markdown(target.kind(), &listed))
+}
+
 async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
@@ -400,11 +547,16 @@ async fn interrupted() {
 }
 
 fn default_features() -> PathBuf {
-    let local = PathBuf::from("features");
-    if local.is_dir() {
+    project_file("features")
+}
+
+/// `rel` in the working directory when it is there, else in the project meshproof was built from.
+fn project_file(rel: &str) -> PathBuf {
+    let local = PathBuf::from(rel);
+    if local.exists() {
         local
     } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("features")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
     }
 }
 

@@ -40,7 +40,7 @@ fn valid_svid(world: &mut MeshWorld, expected: String) {
         &bundle,
         &expected,
         profile.ca.workload_ttl,
-        ctx.lab.now(),
+        ctx.now(),
     );
     world.record(checks::verdict(identity::SVID, &identity.label(), outcome));
 }

@@ -3,6 +3,7 @@ use cucumber::{given, then, when};
 use super::{MeshWorld, harness_error};
 use crate::checks::{self, intents, mtls};
 use crate::policy::gatekeeper::{Operation, load_manifests};
+use crate::target::on_cluster;
 
 #[given("the manifests configured for it")]
 fn the_manifests(world: &mut MeshWorld) {
@@ -59,8 +60,11 @@ fn destination_rules(world: &mut MeshWorld) {
     ));
 }
 
+/// On the lab the ConstraintTemplates are evaluated in process; on a cluster the pod goes to the
+/// API server as a server-side dry run, so Gatekeeper's own webhook decides.
 #[when(expr = "the runbook's pod {string} is submitted for admission")]
-fn submit_pod(world: &mut MeshWorld, pod: String) {
+async fn submit_pod(world: &mut MeshWorld, pod: String) {
+    let ctx = world.ctx();
     let configured = world.configured();
     let Some(admission) = &configured.admission else {
         harness_error!("{} holds no ConstraintTemplates", configured.dir.display());
@@ -70,7 +74,16 @@ fn submit_pod(world: &mut MeshWorld, pod: String) {
     let Some(object) = objects.first() else {
         harness_error!("{} holds no object", file.display())
     };
-    world.admission = Some(admission.review(&object.object, Operation::Create));
+    let decision = match ctx.kube() {
+        Some(kube) => {
+            let object = object.object.clone();
+            on_cluster(kube, move |k| k.admission(&object))
+                .await
+                .unwrap_or_else(|e| harness_error!("{e}"))
+        }
+        None => admission.review(&object.object, Operation::Create),
+    };
+    world.admission = Some(decision);
 }
 
 #[then(expr = "it is {word}, with the message {string}")]

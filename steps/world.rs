@@ -3,8 +3,9 @@ use std::sync::Arc;
 use crate::configured::Configured;
 use crate::profile::{Identity, Profile};
 use crate::results::{CheckResult, Status};
-use crate::target::Target;
+use crate::target::kube::{KubeTarget, TargetKind};
 use crate::target::lab::Lab;
+use crate::target::{LiveMesh, Target, TargetError};
 
 /// What every scenario of a run shares: the selected profiles, their configured manifests, and
 /// the target.
@@ -12,13 +13,19 @@ pub struct RunContext {
     pub profiles: Vec<Arc<Profile>>,
     /// A manifests folder given on the command line, used instead of each profile's own folder.
     pub manifests: Option<std::path::PathBuf>,
+    /// The lab. On a lab run it is the target; on kind and cluster runs it only keeps the run's
+    /// clock: the steps that need its sidecars, CA or SPIRE are tagged `@lab`, and the runner
+    /// filters those out there.
     pub lab: Lab,
     /// Drills the run's scenarios ran, with their timelines, for the results model.
     pub drills: std::sync::Mutex<Vec<crate::drills::DrillReport>>,
+    /// The cluster, on kind and cluster runs.
+    kube: Option<Arc<KubeTarget>>,
     configured: std::sync::Mutex<std::collections::HashMap<String, Arc<Configured>>>,
 }
 
 impl RunContext {
+    /// A lab run.
     pub fn new(
         profiles: Vec<Arc<Profile>>,
         manifests: Option<std::path::PathBuf>,
@@ -29,12 +36,63 @@ impl RunContext {
             manifests,
             lab,
             drills: Default::default(),
+            kube: None,
             configured: Default::default(),
         }
     }
 
+    /// A kind or cluster run: observations go to `kube`.
+    pub fn on_cluster(
+        profiles: Vec<Arc<Profile>>,
+        manifests: Option<std::path::PathBuf>,
+        lab: Lab,
+        kube: Arc<KubeTarget>,
+    ) -> Self {
+        RunContext {
+            kube: Some(kube),
+            ..RunContext::new(profiles, manifests, lab)
+        }
+    }
+
     pub fn target(&self) -> &dyn Target {
-        &self.lab
+        match &self.kube {
+            Some(kube) => kube.as_ref(),
+            None => &self.lab,
+        }
+    }
+
+    pub fn kind(&self) -> TargetKind {
+        self.kube
+            .as_ref()
+            .map_or(TargetKind::Lab, |kube| kube.kind_of())
+    }
+
+    /// The cluster, on kind and cluster runs.
+    pub fn kube(&self) -> Option<&Arc<KubeTarget>> {
+        self.kube.as_ref()
+    }
+
+    /// The instant a check judges validity at: on the lab one fixed instant for the whole run
+    /// (its CA issued everything against it); on a cluster, where istiod or SPIRE keep issuing
+    /// while the run goes on, the time of the check.
+    pub fn now(&self) -> time::OffsetDateTime {
+        match self.kube {
+            Some(_) => time::OffsetDateTime::now_utc(),
+            None => self.lab.now(),
+        }
+    }
+
+    /// The profile's running mesh: on the lab, its sidecars (started on first use); on a
+    /// cluster, the stack the runner installed (kind) or found (cluster).
+    pub async fn live(
+        &self,
+        profile: &Profile,
+        configured: &Configured,
+    ) -> Result<LiveMesh, TargetError> {
+        match &self.kube {
+            Some(kube) => Ok(LiveMesh::Kube(kube.clone())),
+            None => Ok(LiveMesh::Lab(self.lab.mesh(profile, configured).await?)),
+        }
     }
 
     /// The profile's configured manifests, loaded once per run.
@@ -80,6 +138,8 @@ pub struct MeshWorld {
     /// The last admission decision, for the Then step that judges it.
     pub admission: Option<crate::policy::gatekeeper::AdmissionResult>,
     pub mesh: Option<Arc<crate::target::lab::mesh::LabMesh>>,
+    /// The profile's running mesh on the run's target (on the lab, the same as `mesh`).
+    pub live: Option<LiveMesh>,
     /// Calls sent and what was observed, for the Then step that judges them.
     pub observations: Vec<(crate::intents::ExpectedCall, crate::probe::Observation)>,
     /// A verdict reached in a When step, recorded by the Then step that asserts it.
@@ -134,10 +194,22 @@ impl MeshWorld {
     }
 
     pub fn mesh(&self) -> Arc<crate::target::lab::mesh::LabMesh> {
-        match &self.mesh {
+        match (&self.mesh, &self.live) {
+            (Some(m), _) => m.clone(),
+            (None, Some(_)) => super::harness_error!(
+                "this step needs the lab's own sidecars, and the run's target is a cluster: tag the scenario @lab"
+            ),
+            (None, None) => super::harness_error!(
+                "no mesh is running: the scenario needs `And the mesh is running for it`"
+            ),
+        }
+    }
+
+    pub fn live(&self) -> LiveMesh {
+        match &self.live {
             Some(m) => m.clone(),
             None => super::harness_error!(
-                "no mesh is running: the scenario needs `And the lab mesh is running for it`"
+                "no mesh is running: the scenario needs `And the mesh is running for it`"
             ),
         }
     }

@@ -1,5 +1,6 @@
 //! The pinned versions live in one place (src/target/kube/versions.rs); the copies people and
-//! air-gapped machines read — kind/cluster.yaml, kind/images.txt, kind/README.md — must agree
+//! air-gapped machines read — kind/cluster.yaml, kind/images.txt, kind/README.md, and the real
+//! API server the tests build (scripts/install/kube.sh) — must agree
 //! with it, and the probe images the renderer writes must be the ones preloaded.
 
 use std::path::PathBuf;
@@ -73,6 +74,38 @@ fn kind_readme_lists_every_pinned_version() {
         assert!(
             readme.contains(pin.version),
             "kind/README.md does not mention {} {}",
+            pin.component,
+            pin.version
+        );
+    }
+}
+
+#[test]
+fn the_real_apiserver_install_builds_the_pinned_kubernetes_and_kubectl() {
+    let script = read("scripts/install/kube.sh");
+    let pinned = |var: &str| {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{var}=\"")))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("scripts/install/kube.sh sets no {var}"))
+            .to_owned()
+    };
+    assert_eq!(pinned("KUBERNETES_VERSION"), versions::KUBERNETES);
+    assert_eq!(pinned("KUBECTL_VERSION"), versions::KUBECTL);
+}
+
+#[test]
+fn the_readme_states_every_pinned_version() {
+    let readme = read("README.md");
+    let section = readme
+        .split("## Running on kind or an existing cluster")
+        .nth(1)
+        .expect("README has the kind/cluster section");
+    for pin in versions::TABLE {
+        assert!(
+            section.contains(pin.version),
+            "README does not state {} {}",
             pin.component,
             pin.version
         );

@@ -45,6 +45,29 @@ pub fn judge_call(
     decided_by: &str,
     observation: &Observation,
 ) -> CheckResult {
+    judge(call, predicted, decided_by, observation, None)
+}
+
+/// [`judge_call`] where the callee's app cannot report the identity it was handed (on a cluster
+/// the probe workloads run http-echo): a served call is judged on the decision alone, and the
+/// evidence says the peer was not attributed, and why.
+pub fn judge_call_unattributed(
+    call: &ExpectedCall,
+    predicted: Decision,
+    decided_by: &str,
+    observation: &Observation,
+    why: &str,
+) -> CheckResult {
+    judge(call, predicted, decided_by, observation, Some(why))
+}
+
+fn judge(
+    call: &ExpectedCall,
+    predicted: Decision,
+    decided_by: &str,
+    observation: &Observation,
+    unattributed: Option<&str>,
+) -> CheckResult {
     let seen = format!(
         "{} → {} (latency {:.1} ms)",
         call.label(),
@@ -57,7 +80,8 @@ pub fn judge_call(
             "{seen}: neither served nor refused by RBAC; the sidecars between honest workloads failed"
         )),
         Some(Decision::Allow)
-            if observation.peer_seen.as_deref() != Some(&call.principal.to_string()) =>
+            if unattributed.is_none()
+                && observation.peer_seen.as_deref() != Some(&call.principal.to_string()) =>
         {
             Err(format!(
                 "{seen}: served, but the callee saw the caller as {:?}, not {}",
@@ -94,6 +118,8 @@ pub fn judge_call(
     evidence.push(("mtls".into(), "true".into()));
     if let Some(peer) = &observation.peer_seen {
         evidence.push(("peer_seen".into(), peer.clone()));
+    } else if let Some(why) = unattributed {
+        evidence.push(("peer_seen".into(), format!("not attributed: {why}")));
     }
     let mut result = super::verdict(LIVE, &call.label(), outcome);
     result.evidence = evidence;

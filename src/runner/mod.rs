@@ -4,7 +4,9 @@
 //! [`writer::ResultsWriter`] turns events into results, and an after-hook hands each scenario's
 //! check verdicts (with their evidence) over to be merged into the same results.
 
+mod listing;
 mod parser;
+mod target;
 mod writer;
 
 use std::collections::HashMap;
@@ -17,13 +19,16 @@ use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::tag::Ext as _;
 use futures::FutureExt as _;
 
+pub use listing::{Listed, listing, render_markdown as listing_markdown, why};
 pub use parser::ProfileParser;
+pub use target::{ClusterAccess, KindSettings, TargetOptions};
 pub use writer::ResultsWriter;
 
 use crate::error::SourceErrors;
 use crate::profile::{self, Profile};
-use crate::results::{CheckResult, ProfileRef, RunResults};
+use crate::results::{CheckResult, ProfileRef, RunResults, ScenarioResult};
 use crate::steps::{MeshWorld, RunContext};
+use crate::target::kube::{KubeError, KubeTarget, TargetKind, applicability};
 use crate::target::lab::Lab;
 
 pub struct RunOptions {
@@ -53,6 +58,14 @@ pub enum RunError {
     Features { path: PathBuf, reason: String },
     #[error("lab: {0}")]
     Lab(#[from] std::io::Error),
+    #[error("{target}: {source}")]
+    Kube {
+        target: TargetKind,
+        #[source]
+        source: KubeError,
+    },
+    #[error("manifests of {profile}: {reason}")]
+    Manifests { profile: String, reason: String },
 }
 
 pub fn run_id(now: time::OffsetDateTime) -> String {
@@ -88,10 +101,28 @@ pub fn load_profiles(paths: &[PathBuf]) -> Result<Vec<(Arc<Profile>, ProfileRef)
     }
 }
 
+/// Runs on the lab.
 pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
+    run_on(options, TargetOptions::Lab).await
+}
+
+/// Runs on `target`. Scenarios the target cannot serve are not run (see
+/// [`applicability`]; [`listing`] names them); kind gets one cluster per profile, each with its
+/// own Istio, trust domain and CA.
+pub async fn run_on(options: RunOptions, target: TargetOptions) -> Result<RunResults, RunError> {
     let started = Instant::now();
     let now = time::OffsetDateTime::now_utc();
-    let tags = match &options.tags {
+    let run_id = run_id(now);
+    let kind = target.kind();
+    let selection =
+        applicability::combine_tags(options.tags.as_deref(), kind, target.allow_destructive());
+    if let Some(user) = &options.tags {
+        user.parse::<TagOperation>().map_err(|e| RunError::Tags {
+            expr: user.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let tags = match &selection {
         Some(expr) => Some(expr.parse::<TagOperation>().map_err(|e| RunError::Tags {
             expr: expr.clone(),
             reason: e.to_string(),
@@ -106,17 +137,177 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
     }
     let loaded = load_profiles(&options.profiles)?;
     let (profiles, refs): (Vec<_>, Vec<_>) = loaded.into_iter().unzip();
-    let context = Arc::new(RunContext::new(
+    let mut outcome = Outcome::default();
+    match &target {
+        TargetOptions::Lab => {
+            let context = Arc::new(RunContext::new(
+                profiles.clone(),
+                options.manifests.clone(),
+                Lab::new(now)?,
+            ));
+            outcome.add(scenarios(&options, tags, profiles, &context).await);
+            outcome.versions.extend(versions(&context));
+        }
+        TargetOptions::Kind(access, settings) => {
+            if settings.name.is_some() && profiles.len() > 1 {
+                return Err(RunError::Kube {
+                    target: kind,
+                    source: KubeError::Input {
+                        what: "--reuse NAME".into(),
+                        reason: "one cluster holds one profile: pass a single --profile with it"
+                            .into(),
+                    },
+                });
+            }
+            for profile in &profiles {
+                let configured = configured(profile, options.manifests.as_deref())?;
+                let cluster = {
+                    let (access, settings, run_id, profile) = (
+                        access.clone(),
+                        settings.clone(),
+                        run_id.clone(),
+                        profile.clone(),
+                    );
+                    off_executor(move || {
+                        target::start_kind(&access, &settings, &run_id, &profile, &configured, now)
+                    })
+                    .await
+                    .map_err(|source| RunError::Kube {
+                        target: kind,
+                        source,
+                    })?
+                };
+                outcome.add(
+                    on_cluster(&options, tags.clone(), vec![profile.clone()], cluster, now).await?,
+                );
+            }
+        }
+        TargetOptions::Cluster(access, run) => {
+            let (access, run) = (access.clone(), run.clone());
+            let cluster = off_executor(move || target::connect(&access, &run))
+                .await
+                .map_err(|source| RunError::Kube {
+                    target: kind,
+                    source,
+                })?;
+            outcome.add(on_cluster(&options, tags, profiles.clone(), cluster, now).await?);
+        }
+    }
+    Ok(RunResults {
+        run_id,
+        meshproof_version: env!("CARGO_PKG_VERSION").to_owned(),
+        target: kind.name().to_owned(),
+        started: crate::checks::rfc3339(now),
+        duration: started.elapsed(),
+        tags: options.tags,
+        profiles: refs,
+        versions: outcome.versions,
+        scenarios: outcome.scenarios,
+        harness_errors: outcome.harness_errors,
+        drills: outcome.drills,
+        bench: None,
+    })
+}
+
+/// What the scenarios of one or more contexts gave.
+#[derive(Default)]
+struct Outcome {
+    scenarios: Vec<ScenarioResult>,
+    harness_errors: Vec<String>,
+    versions: std::collections::BTreeMap<String, String>,
+    drills: Vec<crate::drills::DrillReport>,
+}
+
+impl Outcome {
+    fn add(&mut self, other: Outcome) {
+        let Outcome {
+            mut scenarios,
+            mut harness_errors,
+            versions,
+            mut drills,
+        } = other;
+        self.scenarios.append(&mut scenarios);
+        self.harness_errors.append(&mut harness_errors);
+        self.versions.extend(versions);
+        self.drills.append(&mut drills);
+    }
+}
+
+/// Runs the scenarios against a cluster, then ends the run's use of it (a failed delete is a
+/// harness error: a cluster left behind must be noticed).
+async fn on_cluster(
+    options: &RunOptions,
+    tags: Option<TagOperation>,
+    profiles: Vec<Arc<Profile>>,
+    cluster: KubeTarget,
+    now: time::OffsetDateTime,
+) -> Result<Outcome, RunError> {
+    let cluster = Arc::new(cluster);
+    let context = Arc::new(RunContext::on_cluster(
         profiles.clone(),
         options.manifests.clone(),
         Lab::new(now)?,
+        cluster.clone(),
     ));
-    let root = project_root(&options.features);
+    let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    let mut outcome = scenarios(options, tags, profiles, &context).await;
+    drop(context);
+    outcome.versions.extend(cluster.versions());
+    let label = cluster.cluster_label();
+    outcome
+        .versions
+        .insert(format!("cluster of {}", names.join(", ")), label.clone());
+    if let Err(e) = off_executor(move || target::finish(cluster)).await {
+        outcome
+            .harness_errors
+            .push(format!("ending the run on {label}: {e}"));
+    }
+    Ok(outcome)
+}
 
+/// Runs a blocking cluster operation (kind, helm, kubectl) off the async executor, so Ctrl-C
+/// stays responsive while it runs.
+async fn off_executor<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, KubeError> + Send + 'static,
+) -> Result<T, KubeError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(KubeError::Input {
+            what: "a cluster operation".into(),
+            reason: format!("did not finish: {e}"),
+        })
+    })
+}
+
+/// A profile's configured manifests (the `--manifests` folder, or the profile's own).
+fn configured(
+    profile: &Profile,
+    manifests: Option<&Path>,
+) -> Result<crate::configured::Configured, RunError> {
+    let dir = manifests
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::configured::default_dir(profile));
+    crate::configured::load(profile, &dir).map_err(|e| RunError::Manifests {
+        profile: profile.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Runs the selected scenarios of `profiles` with `context` and gathers their results.
+async fn scenarios(
+    options: &RunOptions,
+    tags: Option<TagOperation>,
+    profiles: Vec<Arc<Profile>>,
+    context: &Arc<RunContext>,
+) -> Outcome {
+    let root = project_root(&options.features);
+    let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
     let (sender, receiver) = std::sync::mpsc::channel::<(writer::ScenarioKey, Vec<CheckResult>)>();
     let before_ctx = context.clone();
     let writer = MeshWorld::cucumber::<PathBuf>()
-        .with_parser(ProfileParser { profiles })
+        .with_parser(ProfileParser {
+            profiles,
+            target: context.kind(),
+        })
         .with_writer(ResultsWriter::new(&root, options.progress))
         .retries(options.retries)
         // Most scenarios spend their time waiting on a mesh that is still starting (SPIRE takes
@@ -138,9 +329,8 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
         })
         // Our CLI owns the process arguments; cucumber must not parse them.
         .with_cli(cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default())
-        .filter_run(
-            options.features.clone(),
-            move |feature, rule, scenario| match &tags {
+        .filter_run(options.features.clone(), move |feature, rule, scenario| {
+            let selected = match &tags {
                 None => true,
                 Some(op) => op.eval(
                     feature
@@ -149,8 +339,9 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
                         .chain(rule.iter().flat_map(|r| &r.tags))
                         .chain(&scenario.tags),
                 ),
-            },
-        )
+            };
+            selected && !names_another_profile(scenario, &names)
+        })
         .await;
 
     let (scenarios, harness_errors) = writer.into_results();
@@ -166,23 +357,27 @@ pub async fn run(options: RunOptions) -> Result<RunResults, RunError> {
             result
         })
         .collect();
-    Ok(RunResults {
-        run_id: run_id(now),
-        meshproof_version: env!("CARGO_PKG_VERSION").to_owned(),
-        target: "lab".to_owned(),
-        started: crate::checks::rfc3339(now),
-        duration: started.elapsed(),
-        tags: options.tags,
-        profiles: refs,
-        versions: versions(&context),
+    Outcome {
         scenarios,
         harness_errors,
-        bench: None,
+        versions: Default::default(),
         drills: context
             .drills
             .lock()
             .map(|mut d| std::mem::take(&mut *d))
             .unwrap_or_default(),
+    }
+}
+
+/// Whether a scenario is about a profile this run does not check (`Given the profile "X"`
+/// written into the feature): it belongs to a run of that profile, as the rows generated for a
+/// profile do. A kind run checks one profile per cluster.
+fn names_another_profile(scenario: &cucumber::gherkin::Scenario, profiles: &[String]) -> bool {
+    scenario.steps.iter().any(|step| {
+        step.value
+            .strip_prefix("the profile \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .is_some_and(|name| !profiles.iter().any(|p| p == name))
     })
 }
 

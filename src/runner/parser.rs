@@ -3,8 +3,8 @@
 //!
 //! An `Examples` block tagged `@each-profile`, `@each-service`, `@each-sidecar`, `@each-identity` or
 //! `@each-pair` gets one row per profile, per service (lab environment), per service behind a
-//! sidecar (ingress gateways excluded), per identity (every environment, every workload qualifier)
-//! or per caller → callee pair of services; `@only-spire` beside it keeps only profiles whose
+//! sidecar (ingress gateways excluded), per identity (every environment, every workload qualifier;
+//! on a cluster only the identities that have a workload there) or per caller → callee pair of services; `@only-spire` beside it keeps only profiles whose
 //! identity provider is SPIRE. Columns it may name: `profile`,
 //! `service`, `identity`, `spiffe_id`, `namespace`, `service_account`, `environment`, `from`, `to`. Rows written in the file are kept and crossed with the
 //! generated ones (so `| profile | fault |` with one row per fault runs every fault on every
@@ -18,10 +18,16 @@ use cucumber::{cli, feature::Ext as _, parser};
 use futures::stream;
 
 use crate::profile::Profile;
+use crate::target::kube::TargetKind;
 
 #[derive(Clone, Debug)]
 pub struct ProfileParser {
     pub profiles: Vec<Arc<Profile>>,
+    /// `@each-identity` rows: every identity the profile promises on the lab (its CA issues them
+    /// all); on a cluster only those with a workload there ([`deployed_identities`]).
+    ///
+    /// [`deployed_identities`]: crate::target::kube::target::deployed_identities
+    pub target: TargetKind,
 }
 
 const GENERATORS: &[&str] = &[
@@ -74,7 +80,7 @@ impl<I: AsRef<Path>> cucumber::Parser<I> for ProfileParser {
     }
 }
 
-fn feature_files(input: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(super) fn feature_files(input: &Path) -> std::io::Result<Vec<PathBuf>> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
@@ -211,7 +217,13 @@ impl ProfileParser {
                     }
                 }
                 _ => {
-                    for identity in profile.identities() {
+                    let identities = match self.target {
+                        TargetKind::Lab => profile.identities(),
+                        TargetKind::Kind | TargetKind::Cluster => {
+                            crate::target::kube::target::deployed_identities(profile)
+                        }
+                    };
+                    for identity in identities {
                         out.push(vec![
                             ("profile", name.clone()),
                             ("service", identity.service.clone()),

@@ -1,9 +1,14 @@
-//! Targets: where behaviour is observed. Steps and checks only see this trait, never which target
-//! runs (lab, kind, an existing cluster).
+//! Targets: where behaviour is observed. Steps and checks see the [`Target`] trait for reads, and
+//! [`LiveMesh`] for a profile's running mesh, whichever target runs (lab, kind, an existing
+//! cluster).
 
 pub mod kube;
 pub mod lab;
 
+use std::sync::Arc;
+
+use crate::intents::ExpectedCall;
+use crate::probe::Observation;
 use crate::profile::{Identity, Profile};
 use crate::spiffe::TrustBundle;
 
@@ -44,4 +49,53 @@ pub trait Target: Send + Sync {
     ) -> Result<PresentedChain, TargetError>;
     /// The mesh CA's root and intermediate.
     fn mesh_ca(&self, profile: &Profile) -> Result<MeshCa, TargetError>;
+}
+
+/// A profile's running mesh, as the live steps reach it: the lab's own Envoy sidecars, or a
+/// cluster with the profile's stack installed (the run's kind cluster, or an existing one).
+#[derive(Clone, Debug)]
+pub enum LiveMesh {
+    Lab(Arc<lab::mesh::LabMesh>),
+    Kube(Arc<kube::KubeTarget>),
+}
+
+impl LiveMesh {
+    /// Sends one request of the intent matrix the Istio way: from the caller's workload, through
+    /// its own sidecar, with its SVID.
+    pub async fn call(
+        &self,
+        profile: &Arc<Profile>,
+        call: &ExpectedCall,
+    ) -> Result<Observation, TargetError> {
+        match self {
+            LiveMesh::Lab(mesh) => mesh.call(call).await.map_err(|message| TargetError {
+                target: "lab".into(),
+                message,
+            }),
+            LiveMesh::Kube(kube) => {
+                let (profile, call) = (profile.clone(), call.clone());
+                on_cluster(kube, move |k| k.call(&profile, &call)).await
+            }
+        }
+    }
+}
+
+/// Runs a blocking cluster observation (kubectl calls) off the async executor, so scenarios
+/// running at the same time keep making progress and Ctrl-C stays responsive.
+pub async fn on_cluster<T: Send + 'static>(
+    kube: &Arc<kube::KubeTarget>,
+    observe: impl FnOnce(&kube::KubeTarget) -> Result<T, kube::KubeError> + Send + 'static,
+) -> Result<T, TargetError> {
+    let kube = kube.clone();
+    let name = kube.kind_of().name();
+    match tokio::task::spawn_blocking(move || observe(&kube)).await {
+        Ok(result) => result.map_err(|e| TargetError {
+            target: name.into(),
+            message: e.to_string(),
+        }),
+        Err(e) => Err(TargetError {
+            target: name.into(),
+            message: format!("the observation did not finish: {e}"),
+        }),
+    }
 }

@@ -2,8 +2,9 @@
 # Sourced, not run. Each fake:
 #   1. records its argv as one line of $MESHPROOF_FAKE_LOG: the tool name and each argument,
 #      separated by tabs (arguments never hold tabs in meshproof's calls);
-#   2. when its arguments hold `-f -`, saves stdin to $MESHPROOF_FAKE_LOG.stdin/<n>, where n is the
-#      0-based index of the call in the log (so a test can see that a secret went on stdin);
+#   2. when its arguments hold `-f -` (or `exec -i`), saves stdin to $MESHPROOF_FAKE_LOG.stdin/<n>, where n is the
+#      0-based index of the call in the log (so a test can see that a secret went on stdin; with
+#      calls at the same time the index is approximate, the fake's own answer is not);
 #   3. answers from the first matching rule of $MESHPROOF_FAKE_RULES, if any: lines of
 #      PATTERN<US>EXIT<US>STDOUT<US>STDERR[<US>TIMES] (US = \037), where PATTERN is a shell glob
 #      matched against "tool arg1 arg2 ...", STDOUT/STDERR are printf %b text, and TIMES (optional)
@@ -33,10 +34,14 @@ fake_begin() {
     FAKE_STDIN=""
     previous=""
     for arg in "$@"; do
-        if [ "$previous" = "-f" ] && [ "$arg" = "-" ]; then
+        if { [ "$previous" = "-f" ] && [ "$arg" = "-" ]; } || { [ "$previous" = "exec" ] && [ "$arg" = "-i" ]; }; then
             mkdir -p "$FAKE_LOG.stdin"
-            FAKE_STDIN="$FAKE_LOG.stdin/$FAKE_INDEX"
+            # Read into a file of this process's own: fakes called at the same time may compute
+            # the same index, and must not answer from each other's stdin.
+            FAKE_STDIN="$FAKE_LOG.stdin/pid-$$"
+            trap 'rm -f "$FAKE_STDIN"' EXIT
             cat > "$FAKE_STDIN"
+            cp "$FAKE_STDIN" "$FAKE_LOG.stdin/$FAKE_INDEX"
         fi
         previous="$arg"
     done

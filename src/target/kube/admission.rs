@@ -8,6 +8,12 @@
 //! "validation.gatekeeper.sh" denied the request: [constraint] message` with one
 //! `[constraint] message` line per violation, and `warn` violations as `Warning: [constraint]
 //! message` lines.
+//!
+//! A ValidatingAdmissionPolicy (which Gatekeeper can generate from its ConstraintTemplates, and
+//! which clusters use beside it) denies in the API server's own words, seen from a real
+//! kube-apiserver 1.37: `The pods "p" is invalid: : ValidatingAdmissionPolicy 'NAME' with
+//! binding 'BINDING' denied request: message`; the policy's name stands where Gatekeeper puts
+//! the constraint's.
 
 use serde_json::Value;
 
@@ -21,7 +27,7 @@ pub fn review(kubectl: &Kubectl, object: &Value) -> Result<AdmissionResult, Kube
     if out.success() {
         return Ok(parse(&out.stderr, true));
     }
-    if out.stderr.contains("denied the request") {
+    if out.stderr.contains("denied the request") || out.stderr.contains(VAP_DENIAL) {
         return Ok(parse(&out.stderr, false));
     }
     // Not an admission decision: the object is invalid, the namespace missing, the API down.
@@ -34,6 +40,9 @@ pub fn review(kubectl: &Kubectl, object: &Value) -> Result<AdmissionResult, Kube
         stderr: super::tool::excerpt(&out.stderr),
     }))
 }
+
+/// What the API server says when a ValidatingAdmissionPolicy denies.
+const VAP_DENIAL: &str = "denied request: ";
 
 /// Reads kubectl's stderr into an admission result.
 pub fn parse(stderr: &str, allowed: bool) -> AdmissionResult {
@@ -49,6 +58,11 @@ pub fn parse(stderr: &str, allowed: bool) -> AdmissionResult {
                 warnings.push(v);
             }
             warning_texts.push(text.to_owned());
+            continue;
+        }
+        if let Some((at, v)) = policy_denial(line) {
+            denial_text = Some(line[at..].to_owned());
+            denials.push(v);
             continue;
         }
         if let Some(at) = line.find("admission webhook") {
@@ -81,6 +95,23 @@ pub fn parse(stderr: &str, allowed: bool) -> AdmissionResult {
         warning_texts,
         error: None,
     }
+}
+
+/// `… ValidatingAdmissionPolicy 'NAME' with binding 'B' denied request: message` → where the
+/// policy's words start, and a violation of `NAME`.
+fn policy_denial(line: &str) -> Option<(usize, Violation)> {
+    const POLICY: &str = "ValidatingAdmissionPolicy '";
+    let at = line.find(POLICY)?;
+    let (policy, rest) = line[at + POLICY.len()..].split_once('\'')?;
+    let (_, message) = rest.split_once(VAP_DENIAL)?;
+    let violation = Violation {
+        constraint: policy.to_owned(),
+        kind: "ValidatingAdmissionPolicy".to_owned(),
+        message: message.trim().to_owned(),
+        details: Value::Object(Default::default()),
+        action: EnforcementAction::Deny,
+    };
+    Some((at, violation))
 }
 
 /// `[constraint] message` → a violation (the kind is not in kubectl's text).
@@ -118,6 +149,22 @@ mod tests {
                 .denial_text
                 .is_some_and(|t| t.starts_with("admission webhook \"validation.gatekeeper.sh\""))
         );
+    }
+
+    #[test]
+    fn validating_admission_policy_denials_are_read_as_denials() {
+        let stderr = "The pods \"p\" is invalid: : ValidatingAdmissionPolicy 'block-privileged' with binding 'block-privileged' denied request: Container 'app' is running in privileged mode\n";
+        let result = parse(stderr, false);
+        assert!(!result.allowed);
+        let lines: Vec<String> = result.denials.iter().map(|v| v.gatekeeper_line()).collect();
+        assert_eq!(
+            lines,
+            ["[block-privileged] Container 'app' is running in privileged mode"]
+        );
+        assert!(result.denial_text.is_some_and(|t| {
+            t.starts_with("ValidatingAdmissionPolicy 'block-privileged'")
+                && t.ends_with("Container 'app' is running in privileged mode")
+        }));
     }
 
     #[test]

@@ -376,12 +376,18 @@ fn read_before(
 }
 
 fn restart(kubectl: &Kubectl, resource: &str, namespace: &str) -> Result<(), KubeError> {
-    kubectl
-        .run_ok(&kubectl.call(
-            ["rollout", "restart", resource, "-n", namespace],
-            kubectl.timeouts().call(),
-        ))
-        .map(|_| ())
+    let call = kubectl.call(
+        ["rollout", "restart", resource, "-n", namespace],
+        kubectl.timeouts().call(),
+    );
+    super::wait::retry(
+        kubectl.tools(),
+        &format!("restart {resource} in {namespace}"),
+        kubectl.timeouts().eventual(),
+        kubectl.backoff(),
+        || kubectl.tools().run_ok(&call),
+    )
+    .map(|_| ())
 }
 
 /// `statefulset/NAME` or `daemonset/NAME` owning a pod (a ReplicaSet's Deployment is not

@@ -333,6 +333,31 @@ impl Kubectl {
         Ok(self.tools.run(&self.call(args, timeout))?)
     }
 
+    /// Like [`exec`](Self::exec), with `stdin` written to the command (`kubectl exec -i`), e.g.
+    /// a throwaway client certificate and key for a probe: never on a command line.
+    pub fn exec_stdin(
+        &self,
+        namespace: &str,
+        target: &str,
+        container: &str,
+        command: &[String],
+        stdin: Stdin,
+        timeout: Timeout,
+    ) -> Result<Finished, KubeError> {
+        let mut args = vec![
+            "exec".to_owned(),
+            "-i".to_owned(),
+            "-n".to_owned(),
+            namespace.to_owned(),
+            target.to_owned(),
+            "-c".to_owned(),
+            container.to_owned(),
+            "--".to_owned(),
+        ];
+        args.extend(command.iter().cloned());
+        Ok(self.tools.run(&self.call(args, timeout).stdin(stdin))?)
+    }
+
     /// `kubectl create --dry-run=server -o json -f -`: admission (webhooks included) without
     /// persisting anything. Returns the finished call; the caller reads acceptance or the
     /// denial from it.

@@ -33,7 +33,8 @@
 //! [`kind`] creates, reuses, keeps or deletes the cluster (also on Ctrl-C) and preloads images;
 //! [`kubectl`] wraps the calls; [`install`] installs the stack (with [`spire_upstream`], the root
 //! SPIRE profiles chain to); [`probe`], [`admission`],
-//! [`certs`], [`health`], [`metrics`] observe; [`faults`] injects faults with their undo;
+//! [`certs`], [`health`], [`metrics`] observe, and [`live`] puts observations together the way
+//! the live checklist steps ask for them; [`faults`] injects faults with their undo;
 //! [`applicability`] says which scenarios a target can run; [`target`] implements [`Target`].
 //!
 //! [`Target`]: crate::target::Target
@@ -46,6 +47,7 @@ pub mod health;
 pub mod install;
 pub mod kind;
 pub mod kubectl;
+pub mod live;
 pub mod metrics;
 pub mod preflight;
 pub mod probe;

@@ -24,8 +24,11 @@ use serde_json::json;
 
 use super::KubeError;
 use super::kubectl::Kubectl;
+use super::tool::{SecretBytes, Stdin};
 use crate::intents::ExpectedCall;
-use crate::probe::{BODY_EXCERPT_BYTES, Observation, Outcome, RBAC_DENIED_BODY, Sent, Transport};
+use crate::probe::{
+    BODY_EXCERPT_BYTES, Observation, Outcome, RBAC_DENIED_BODY, RejectedBy, Sent, Transport,
+};
 use crate::profile::Profile;
 
 /// The marker curl prints after the body.
@@ -111,6 +114,36 @@ impl KubeRequest {
     }
 }
 
+/// What a request from the outside-the-mesh pod presents to a workload's inbound listener.
+#[derive(Clone, Debug)]
+pub enum OutsidePeer {
+    /// `http://`: no TLS at all.
+    Plaintext,
+    /// `https://` without a client certificate.
+    NoCertificate,
+    /// `https://` with a client certificate: `pem` holds the chain and its key, goes to the pod
+    /// on kubectl's stdin into a temporary file that is removed right after the request.
+    Certificate { label: String, pem: SecretBytes },
+}
+
+impl OutsidePeer {
+    fn label(&self) -> String {
+        match self {
+            OutsidePeer::Plaintext => "plaintext".into(),
+            OutsidePeer::NoCertificate => "no client certificate".into(),
+            OutsidePeer::Certificate { label, .. } => label.clone(),
+        }
+    }
+
+    fn transport(&self) -> Transport {
+        match self {
+            OutsidePeer::Plaintext => Transport::Plaintext,
+            OutsidePeer::NoCertificate => Transport::Tls,
+            OutsidePeer::Certificate { .. } => Transport::Mtls,
+        }
+    }
+}
+
 impl KubeProber {
     pub fn new(kubectl: Kubectl, config: ProbeConfig) -> Self {
         KubeProber {
@@ -120,21 +153,113 @@ impl KubeProber {
         }
     }
 
+    pub fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+
     /// The curl command run in the probe container.
     pub fn curl_command(&self, request: &KubeRequest) -> Vec<String> {
+        self.curl(&request.method, &[], request.url())
+    }
+
+    fn curl(&self, method: &str, options: &[&str], url: String) -> Vec<String> {
         let mut command: Vec<String> = ["curl", "-sS", "-o", "-", "-X"]
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        command.push(request.method.clone());
+        command.push(method.to_owned());
         command.push("--max-time".into());
         command.push(self.config.request_timeout.as_secs().max(1).to_string());
+        command.extend(options.iter().map(|o| (*o).to_owned()));
         command.push("-w".into());
         command.push(format!(
             "\\n{MARKER} http_code=%{{http_code}} exitcode=%{{exitcode}} time_total=%{{time_total}}\\n"
         ));
-        command.push(request.url());
+        command.push(url);
         command
+    }
+
+    /// Sends `GET path` from the outside-the-mesh pod (no sidecar: what curl sends is what the
+    /// workload's inbound listener sees) to `service`'s pod port, as `peer`. `-k`: the probe
+    /// tests whether the server refuses *it*; whether it could verify the server's URI-only
+    /// certificate is beside the point.
+    pub fn send_outside(
+        &self,
+        service: &str,
+        namespace: &str,
+        port: u16,
+        path: &str,
+        peer: &OutsidePeer,
+    ) -> Result<Observation, KubeError> {
+        let scheme = match peer {
+            OutsidePeer::Plaintext => "http",
+            _ => "https",
+        };
+        let url = format!("{scheme}://{service}.{namespace}.svc.cluster.local:{port}{path}");
+        let pod = "outside-probe";
+        let ns = &self.config.outside_namespace;
+        let timeout = self.kubectl.timeouts().probe();
+        let out = match peer {
+            OutsidePeer::Plaintext => self.kubectl.exec(
+                ns,
+                pod,
+                &self.config.container,
+                &self.curl("GET", &[], url.clone()),
+                timeout,
+            )?,
+            OutsidePeer::NoCertificate => self.kubectl.exec(
+                ns,
+                pod,
+                &self.config.container,
+                &self.curl("GET", &["-k"], url.clone()),
+                timeout,
+            )?,
+            OutsidePeer::Certificate { label, pem } => {
+                // The curl arguments reach sh as positional parameters: nothing is re-quoted.
+                let mut command: Vec<String> = [
+                    "sh",
+                    "-c",
+                    "f=$(mktemp) && cat > \"$f\" && \"$@\" --cert \"$f\"; rm -f \"$f\"",
+                    "sh",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+                command.extend(self.curl("GET", &["-k"], url.clone()));
+                self.kubectl.exec_stdin(
+                    ns,
+                    pod,
+                    &self.config.container,
+                    &command,
+                    Stdin::Secret {
+                        label: format!("client certificate and key of {label}"),
+                        bytes: pem.clone(),
+                    },
+                    timeout,
+                )?
+            }
+        };
+        let sent = Sent {
+            target: SocketAddr::new(self.address(service, namespace)?, port),
+            method: "GET".into(),
+            path: path.to_owned(),
+            identity: peer.label(),
+            transport: peer.transport(),
+            sni: None,
+        };
+        parse_curl(sent, &out.stdout, &out.stderr, out.elapsed).ok_or_else(|| {
+            KubeError::Tool(super::tool::ToolError::Failed {
+                command: format!(
+                    "kubectl exec -n {ns} {pod} -c {} -- curl … {url}",
+                    self.config.container
+                ),
+                status: match out.code {
+                    Some(c) => format!("exit {c}, no curl report"),
+                    None => "killed, no curl report".into(),
+                },
+                stderr: super::tool::excerpt(&out.stderr),
+            })
+        })
     }
 
     /// Sends `request` once and classifies what came back.
@@ -280,6 +405,14 @@ pub fn parse_curl(
             )
         }
         7 => (Outcome::ConnectFailed(curl_error.clone()), Some(curl_error)),
+        35 => (
+            Outcome::TlsRejected {
+                by: RejectedBy::Server,
+                alert: None,
+                description: curl_error.clone(),
+            },
+            Some(curl_error),
+        ),
         56 => (Outcome::Reset, Some(curl_error)),
         52 => (
             Outcome::NoResponse,

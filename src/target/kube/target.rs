@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -40,6 +40,7 @@ use super::wait::Timeouts;
 use super::{KubeError, versions};
 use crate::configured::Configured;
 use crate::intents::ExpectedCall;
+use crate::pki::Pki;
 use crate::policy::gatekeeper::AdmissionResult;
 use crate::probe::Observation;
 use crate::profile::{Identity, IdentityProvider, Profile};
@@ -50,6 +51,10 @@ use crate::target::{MeshCa, PresentedChain, Target, TargetError};
 #[derive(Debug)]
 struct InstalledProfile {
     plugin_dir: Option<PathBuf>,
+    /// The plug-in CA this run gave Istio (istio-ca profiles): it lets the mTLS checks present
+    /// certificates the mesh's own CA would never issue (an expired intermediate, a foreign trust
+    /// domain). Held in memory for the run, like the lab's CA.
+    pki: Option<Arc<Pki>>,
 }
 
 /// The identities that have a workload on a cluster: the rendered probe workloads deploy one
@@ -62,6 +67,17 @@ pub fn deployed_identities(profile: &Profile) -> Vec<Identity> {
         .into_iter()
         .filter(|i| i.workload.is_none())
         .collect()
+}
+
+/// The key names of the Secret the mesh's CA is read from (never the values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaSecret {
+    /// `namespace/name`.
+    pub secret: String,
+    /// The keys the CA needs.
+    pub expected: Vec<&'static str>,
+    /// The keys the Secret holds.
+    pub keys: Vec<String>,
 }
 
 /// How `--target kind` wants its cluster (the CLI's flags).
@@ -134,6 +150,8 @@ pub struct KubeTarget {
     gate: Gate,
     preflight: Preflight,
     installed: Mutex<HashMap<String, InstalledProfile>>,
+    /// Whether the outside-the-mesh probe pod was created (once per run, on first use).
+    outside_ready: Mutex<bool>,
     /// Dropped before the working directory (it holds the kubeconfig the delete needs).
     guard: Option<ClusterGuard>,
     /// Whether the cluster was found rather than created (a reused kind cluster).
@@ -279,6 +297,7 @@ impl KubeTarget {
             gate,
             preflight,
             installed: Mutex::new(HashMap::new()),
+            outside_ready: Mutex::new(false),
             guard,
             reused: false,
             workdir: None,
@@ -307,24 +326,41 @@ impl KubeTarget {
             });
         }
         let installed = install::install(&self.kubectl, profile, configured, options)?;
+        let plugin_dir = installed.ca.plugin_dir().map(|p| p.to_path_buf());
+        let pki = match installed.ca {
+            install::InstalledCa::PluginCa { pki, .. } => Some(Arc::new(pki)),
+            install::InstalledCa::SpireUpstream { .. } => None,
+        };
         if let Ok(mut map) = self.installed.lock() {
-            map.insert(
-                profile.name.clone(),
-                InstalledProfile {
-                    plugin_dir: installed.ca.plugin_dir().map(|p| p.to_path_buf()),
-                },
-            );
+            map.insert(profile.name.clone(), InstalledProfile { plugin_dir, pki });
         }
         Ok(())
     }
 
+    /// The plug-in CA this run installed for `profile`, if it installed one.
+    pub fn installed_ca(&self, profile: &Profile) -> Option<Arc<Pki>> {
+        self.installed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&profile.name).and_then(|i| i.pki.clone()))
+    }
+
     /// Ends the run: deletes the kind cluster unless kept or reused, then the working
-    /// directory.
+    /// directory. On an existing cluster, removes the outside-the-mesh probe namespace if this
+    /// run created it, so a read-mostly run leaves nothing behind.
     pub fn finish(mut self) -> Result<(), KubeError> {
         match self.guard.take() {
             Some(guard) => guard.finish(),
+            None if self.outside_created() => {
+                self.kubectl
+                    .delete("namespace", &self.prober.config().outside_namespace, None)
+            }
             None => Ok(()),
         }
+    }
+
+    fn outside_created(&self) -> bool {
+        self.outside_ready.lock().map(|r| *r).unwrap_or(false)
     }
 
     /// The cluster's name (kind) or context (cluster), for reports.
@@ -360,6 +396,33 @@ impl KubeTarget {
     /// Sends any request (e.g. from the outside-the-mesh pod).
     pub fn send(&self, request: &KubeRequest) -> Result<Observation, KubeError> {
         self.prober.send(request)
+    }
+
+    /// [`outside_probe`](Self::outside_probe) once per run.
+    pub fn ensure_outside_probe(&self) -> Result<(), KubeError> {
+        let mut ready = self.outside_ready.lock().map_err(|_| KubeError::Input {
+            what: "the outside-the-mesh probe pod".into(),
+            reason: "its state was poisoned by an earlier failure".into(),
+        })?;
+        if !*ready {
+            self.outside_probe()?;
+            *ready = true;
+        }
+        Ok(())
+    }
+
+    /// Sends a request from the outside-the-mesh pod (see [`KubeProber::send_outside`]).
+    pub fn send_outside(
+        &self,
+        service: &str,
+        namespace: &str,
+        port: u16,
+        path: &str,
+        peer: &super::probe::OutsidePeer,
+    ) -> Result<Observation, KubeError> {
+        self.ensure_outside_probe()?;
+        self.prober
+            .send_outside(service, namespace, port, path, peer)
     }
 
     /// Creates the pod used for requests from outside the mesh, and waits until it is Ready.
@@ -419,6 +482,48 @@ impl KubeTarget {
                 (e, samples)
             })
             .collect()
+    }
+
+    /// The key names of the CA Secret of `profile`'s stack: Istio's plug-in CA `cacerts`, or
+    /// SPIRE's upstream authority. A go-template prints the names only, so no value leaves the
+    /// cluster.
+    pub fn ca_secret_keys(&self, profile: &Profile) -> Result<CaSecret, KubeError> {
+        let (namespace, name, expected) = match profile.provider {
+            IdentityProvider::IstioCa => (
+                profile.control_plane_namespace.as_str(),
+                CACERTS_SECRET,
+                vec![
+                    "ca-cert.pem",
+                    "ca-key.pem",
+                    "root-cert.pem",
+                    "cert-chain.pem",
+                ],
+            ),
+            IdentityProvider::Spire => (
+                SPIRE_NAMESPACE,
+                SPIRE_UPSTREAM_SECRET,
+                vec!["certificate", "key", "bundle"],
+            ),
+        };
+        let template = "go-template={{range $k, $v := .data}}{{$k}}{{\"\\n\"}}{{end}}";
+        let call = self.kubectl.call(
+            ["get", "secret", name, "-n", namespace, "-o", template],
+            self.kubectl.timeouts().call(),
+        );
+        let keys = self
+            .kubectl
+            .run_ok(&call)?
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(CaSecret {
+            secret: format!("{namespace}/{name}"),
+            expected,
+            keys,
+        })
     }
 
     /// Injects a fault (refused on an existing cluster unless destructive scenarios are allowed).

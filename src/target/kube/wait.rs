@@ -159,6 +159,8 @@ pub fn is_transient(error: &ToolError) -> bool {
         "the server could not find the requested resource",
         "failed calling webhook",
         "connection refused",
+        // kubectl's own words for it, while the API server is not listening (yet, or again).
+        "was refused - did you specify the right host or port",
         "the server is currently unable to handle the request",
         "i/o timeout",
         "TLS handshake timeout",
@@ -169,6 +171,9 @@ pub fn is_transient(error: &ToolError) -> bool {
         "no endpoints available for service",
         "connection reset by peer",
         "http2: client connection lost",
+        // `rollout restart` stamps the second; a second restart within it is refused (seen on a
+        // real API server when a fault's undo restarts what the fault had just restarted).
+        "restart has already been triggered within the past second",
     ];
     match error {
         ToolError::Failed { stderr, .. } => PATTERNS.iter().any(|p| stderr.contains(p)),
@@ -250,6 +255,12 @@ mod tests {
         )));
         assert!(is_transient(&failed(
             "Internal error occurred: failed calling webhook \"check-ignore-label.gatekeeper.sh\""
+        )));
+        assert!(is_transient(&failed(
+            "error: failed to create patch for istiod: if restart has already been triggered within the past second, please wait before attempting to trigger another"
+        )));
+        assert!(is_transient(&failed(
+            "The connection to the server 127.0.0.1:35883 was refused - did you specify the right host or port?"
         )));
         assert!(!is_transient(&failed(
             "The Deployment \"x\" is invalid: spec.template.spec.containers[0].image: Required value"
