@@ -47,6 +47,8 @@ mod chaos;
 mod error;
 mod files;
 mod key;
+mod public;
+pub mod scale;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +66,8 @@ pub use chaos::{Chaos, ChaosSvid};
 pub use error::PkiError;
 pub use files::{PUBLIC_FILE_MODE, PluginCaFiles, SECRET_FILE_MODE, SvidFiles, write_svid};
 pub use key::PrivateKey;
+pub use public::{PublicCa, ServerCert};
+pub use scale::TtlScale;
 
 /// How far before `now` every validity window starts, to tolerate clock skew between the
 /// issuer and relying parties (see the module docs).

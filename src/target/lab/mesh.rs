@@ -112,10 +112,34 @@ impl std::fmt::Debug for LabMesh {
 }
 
 impl LabMesh {
+    /// Starts the mesh with every workload's initial SVID from `pki` (the profile's TTL, issued
+    /// when the lab PKI was built): for meshes nothing renews, like a drill's.
     pub async fn start(
         profile: &Profile,
         configured: &Configured,
         pki: &LabPki,
+        bundle: TrustBundle,
+        workdir: &Path,
+    ) -> Result<LabMesh, MeshError> {
+        let initial = |identity: &Identity| {
+            pki.svids
+                .initial(&identity.spiffe_id.to_string())
+                .map(Credentials::from_svid)
+                .ok_or_else(|| {
+                    MeshError::Setup(format!(
+                        "the lab CA issued no SVID to {}",
+                        identity.spiffe_id
+                    ))
+                })
+        };
+        LabMesh::start_with(profile, configured, initial, bundle, workdir).await
+    }
+
+    /// Starts the mesh with the credentials `credentials` gives each lab identity.
+    pub async fn start_with(
+        profile: &Profile,
+        configured: &Configured,
+        credentials: impl Fn(&Identity) -> Result<Credentials, MeshError>,
         bundle: TrustBundle,
         workdir: &Path,
     ) -> Result<LabMesh, MeshError> {
@@ -200,18 +224,8 @@ impl LabMesh {
                     listen_port: 0,
                 })
                 .collect();
-            let svid = pki
-                .svids
-                .get(&identity.spiffe_id.to_string())
-                .ok_or_else(|| {
-                    MeshError::Setup(format!(
-                        "the lab CA issued no SVID to {}",
-                        identity.spiffe_id
-                    ))
-                })?;
             let dir = workdir.join(identity.label().replace(['/', '@'], "_"));
-            let sidecar =
-                Sidecar::start(&envoy, &spec, &Credentials::from_svid(svid), &dir).await?;
+            let sidecar = Sidecar::start(&envoy, &spec, &credentials(identity)?, &dir).await?;
             workloads.insert(
                 identity.label(),
                 Workload {
@@ -221,14 +235,26 @@ impl LabMesh {
                 },
             );
         }
-        Ok(LabMesh {
+        let mesh = LabMesh {
             profile: profile.name.clone(),
             workloads,
             serving,
             bundle,
             envoy_version: envoy.version().to_owned(),
             started_in: started.elapsed(),
-        })
+        };
+        mesh.wire_apps();
+        Ok(mesh)
+    }
+
+    /// Points every echo app at its own sidecar's outbound listeners, so an app asked to call on
+    /// (see [`super::echo`]) goes through its sidecar, as a workload's traffic does in a mesh.
+    pub fn wire_apps(&self) {
+        for workload in self.workloads.values() {
+            workload
+                .echo
+                .set_routes(workload.sidecar.outbound_addrs().clone());
+        }
     }
 
     /// The workload that sends as `caller` (the base identity of a service).
@@ -425,6 +451,10 @@ impl LabMesh {
             .workloads
             .get_mut(label)
             .ok_or_else(|| MeshError::Setup(format!("no lab workload {label}")))?;
+        // The replacement's outbound listeners have ports of their own.
+        workload
+            .echo
+            .set_routes(replacement.outbound_addrs().clone());
         Ok(std::mem::replace(&mut workload.sidecar, replacement))
     }
 

@@ -1,51 +1,89 @@
 //! The lab target: the whole mesh on one machine, no cluster.
 //!
-//! Identity (this module, today): a real CA hierarchy per profile — corporate root → mesh
+//! Identity (istio-ca profiles): a real CA hierarchy per profile — corporate root → mesh
 //! intermediate, built from the profile's CA policy by [`crate::pki`] — issuing an X.509-SVID to
 //! every identity the profile promises, exactly as Istio's plug-in CA would. The plug-in CA files are
 //! written to a private working directory (never into reports: they hold a private key) that is
 //! removed when the lab is dropped.
+//!
+//! Time: the SVIDs issued when the PKI is built carry the profile's TTL at the lab's fixed clock
+//! (what static checks and drills use). The run's live mesh ([`Lab::mesh`]) serves SVIDs of the
+//! profile's TTL scaled down by the lab's [`TtlScale`] (`MESHPROOF_LAB_TTL_SCALE`), issued at the
+//! real clock and renewed at half-life by a [`renewal::Renewal`] task that stops with the lab.
+//! [`Lab::ttl_report`] says which TTLs were used, for reports.
+//!
+//! Ingress ([`Lab::ingress`]): for a profile with an ingress service, a real Envoy gateway that
+//! terminates TLS for the profile's external host ([`external_host`]) with a certificate from
+//! the lab's public CA and calls the mesh with the ingress workload's own SVID
+//! ([`ingress::IngressGateway`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::{MeshCa, PresentedChain, Target, TargetError};
-use crate::pki::{CaSpec, Pki, Svid};
+use crate::pki::{CaSpec, Pki, PublicCa, TtlScale};
 use crate::profile::{Identity, Profile};
 use crate::spiffe::TrustBundle;
 
 pub mod echo;
 pub mod envoy;
+pub mod external;
+pub mod ingress;
+pub mod issued;
 pub mod mesh;
 pub mod mesh_spire;
+pub mod renewal;
 pub mod sds;
 pub mod sidecar;
 pub mod spire;
 
-/// One profile's lab CA and the SVIDs it issued, keyed by SPIFFE ID.
+/// One profile's lab CA and the SVIDs it issued, by SPIFFE ID.
 pub struct LabPki {
     pub pki: Pki,
-    pub svids: HashMap<String, Svid>,
+    pub svids: issued::IssuedSvids,
     pub plugin_dir: PathBuf,
 }
 
 pub struct Lab {
     now: OffsetDateTime,
     workdir: PathBuf,
+    ttl_scale: TtlScale,
     pkis: Mutex<HashMap<String, Arc<LabPki>>>,
     meshes: tokio::sync::Mutex<HashMap<String, Arc<mesh::LabMesh>>>,
+    renewals: Mutex<HashMap<String, Arc<renewal::Renewal>>>,
+    ingresses: tokio::sync::Mutex<HashMap<String, Arc<ingress::IngressGateway>>>,
+    public_ca: Mutex<Option<Arc<PublicCa>>>,
     spires: tokio::sync::Mutex<HashMap<String, SharedSpire>>,
 }
+
+/// The external host name a profile's ingress gateway serves in the lab. Neither runbook names
+/// one, so the lab uses `<profile>.example`, a name reserved for examples (RFC 2606) that never
+/// resolves outside the lab.
+pub fn external_host(profile: &Profile) -> String {
+    format!("{}.example", profile.name)
+}
+
+/// How long the public CA's root, and the host certificates it issues, are valid in the lab.
+const PUBLIC_ROOT_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
+const HOST_CERT_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 
 /// A running SPIRE lab, shared by scenarios: readers observe, a drill takes the write lock.
 pub type SharedSpire = Arc<tokio::sync::RwLock<spire::SpireLab>>;
 
 impl Lab {
-    /// A lab whose clock is fixed at `now` for the whole run, so every check judges one instant.
+    /// A lab whose clock is fixed at `now` for the whole run, so every check judges one instant,
+    /// with the TTL scale from the environment ([`TtlScale::from_env`]; a bad value is an error).
     pub fn new(now: OffsetDateTime) -> std::io::Result<Lab> {
+        let scale = TtlScale::from_env().map_err(std::io::Error::other)?;
+        Lab::with_ttl_scale(now, scale)
+    }
+
+    /// [`Lab::new`] with a given TTL scale.
+    pub fn with_ttl_scale(now: OffsetDateTime, ttl_scale: TtlScale) -> std::io::Result<Lab> {
         let workdir = std::env::temp_dir().join(format!(
             "meshproof-lab-{}-{}",
             std::process::id(),
@@ -55,14 +93,45 @@ impl Lab {
         Ok(Lab {
             now,
             workdir,
+            ttl_scale,
             pkis: Mutex::new(HashMap::new()),
             meshes: tokio::sync::Mutex::new(HashMap::new()),
+            renewals: Mutex::new(HashMap::new()),
+            ingresses: tokio::sync::Mutex::new(HashMap::new()),
+            public_ca: Mutex::new(None),
             spires: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
     pub fn now(&self) -> OffsetDateTime {
         self.now
+    }
+
+    pub fn ttl_scale(&self) -> TtlScale {
+        self.ttl_scale
+    }
+
+    /// For reports: the TTL scale and what it made of each lab-CA mesh's workload TTL, once such
+    /// a mesh has started (`None` before: no scaled certificate was issued).
+    pub fn ttl_report(&self) -> Option<String> {
+        let renewals = self.renewals.lock().ok()?;
+        let mut profiles: Vec<&String> = renewals.keys().collect();
+        profiles.sort();
+        let pkis = self.pkis.lock().ok()?;
+        let lines: Vec<String> = profiles
+            .into_iter()
+            .filter_map(|name| {
+                let ttl = pkis.get(name)?.pki.spec().workload_ttl;
+                Some(format!("{name}: {}", self.ttl_scale.describe(ttl)))
+            })
+            .collect();
+        (!lines.is_empty()).then(|| lines.join("; "))
+    }
+
+    /// The renewal task of the profile's live mesh, once it runs (lab-CA profiles only: SPIRE
+    /// renews its own SVIDs).
+    pub fn renewal(&self, profile: &Profile) -> Option<Arc<renewal::Renewal>> {
+        self.renewals.lock().ok()?.get(&profile.name).cloned()
     }
 
     /// The profile's lab PKI, created on first use.
@@ -98,16 +167,211 @@ impl Lab {
                 .map_err(|e| self.error(e.to_string()))?
                 .mesh
         } else {
-            let pki = self.pki(profile)?;
-            let bundle = self.trust_bundle(profile)?;
-            let dir = self.workdir.join(&profile.name).join("mesh");
-            mesh::LabMesh::start(profile, configured, &pki, bundle, &dir)
-                .await
-                .map_err(|e| self.error(e.to_string()))?
+            return self.renewing_mesh(profile, configured, &mut meshes).await;
         };
+        started.wire_apps();
         let started = Arc::new(started);
         meshes.insert(profile.name.clone(), started.clone());
         Ok(started)
+    }
+
+    /// A lab-CA mesh whose sidecars hold SVIDs of the scaled TTL, issued now and renewed at
+    /// half-life from then on.
+    async fn renewing_mesh(
+        &self,
+        profile: &Profile,
+        configured: &crate::configured::Configured,
+        meshes: &mut HashMap<String, Arc<mesh::LabMesh>>,
+    ) -> Result<Arc<mesh::LabMesh>, TargetError> {
+        let pki = self.pki(profile)?;
+        let bundle = self.trust_bundle(profile)?;
+        let ttl = self.ttl_scale.lab_ttl(profile.ca.workload_ttl);
+        let mut issued = Vec::new();
+        for identity in profile.lab_identities() {
+            let issued_at = OffsetDateTime::now_utc();
+            let svid = pki
+                .pki
+                .issue_svid(&identity.spiffe_id.to_string(), ttl, issued_at)
+                .map_err(|e| self.error(e.to_string()))?;
+            pki.svids.record(svid.clone()).map_err(|e| self.error(e))?;
+            issued.push(renewal::Issued {
+                label: identity.label(),
+                svid,
+                issued: tokio::time::Instant::now(),
+                issued_at,
+            });
+        }
+        let credentials = |identity: &Identity| {
+            issued
+                .iter()
+                .find(|i| i.label == identity.label())
+                .map(|i| sidecar::Credentials::from_svid(&i.svid))
+                .ok_or_else(|| mesh::MeshError::Setup(format!("no SVID for {}", identity.label())))
+        };
+        let dir = self.workdir.join(&profile.name).join("mesh");
+        let started = mesh::LabMesh::start_with(profile, configured, credentials, bundle, &dir)
+            .await
+            .map_err(|e| self.error(e.to_string()))?;
+        let started = Arc::new(started);
+        let renewal = renewal::Renewal::start(&started, pki, ttl, issued);
+        self.renewals
+            .lock()
+            .map_err(|_| self.error("lab state poisoned by an earlier failure"))?
+            .insert(profile.name.clone(), Arc::new(renewal));
+        meshes.insert(profile.name.clone(), started.clone());
+        Ok(started)
+    }
+
+    /// The profile's ingress gateway (a real Envoy, see [`ingress`]), started on first use in
+    /// front of the profile's live mesh and kept for the run. Its one upstream is the service the
+    /// profile allows the ingress to call; its own policy is the AuthorizationPolicies that
+    /// select the ingress workload in the configured manifests.
+    pub async fn ingress(
+        &self,
+        profile: &Profile,
+        configured: &crate::configured::Configured,
+    ) -> Result<Arc<ingress::IngressGateway>, TargetError> {
+        let mut ingresses = self.ingresses.lock().await;
+        if let Some(existing) = ingresses.get(&profile.name) {
+            return Ok(existing.clone());
+        }
+        let mesh = self.mesh(profile, configured).await?;
+        let service = profile
+            .services
+            .iter()
+            .find(|s| s.role == crate::profile::Role::Ingress)
+            .ok_or_else(|| {
+                self.error(format!(
+                    "profile {} has no ingress gateway (no service with role: ingress)",
+                    profile.name
+                ))
+            })?;
+        let upstreams: Vec<&str> = {
+            let mut to: Vec<&str> = profile
+                .intents
+                .iter()
+                .filter(|i| i.from == service.name && i.decision == crate::profile::Decision::Allow)
+                .map(|i| i.to.as_str())
+                .collect();
+            to.dedup();
+            to
+        };
+        let [upstream] = upstreams[..] else {
+            return Err(self.error(format!(
+                "{}: the ingress gateway routes to the one service the profile allows it to                  call, but it allows {:?}",
+                service.name, upstreams
+            )));
+        };
+        let (Some(gateway), Some(callee)) = (mesh.caller(&service.name), mesh.caller(upstream))
+        else {
+            return Err(self.error(format!(
+                "the lab mesh runs no workload for {} or {upstream}",
+                service.name
+            )));
+        };
+        let labels = [("app".to_owned(), service.name.clone())].into();
+        let rbac = crate::policy::istio::envoy_rbac(
+            &configured.policies,
+            &service.namespace,
+            &labels,
+            true,
+        );
+        let host = external_host(profile);
+        let spec = ingress::GatewaySpec {
+            name: format!("{}-external", service.name),
+            spiffe_id: gateway.identity.spiffe_id.clone(),
+            ip: gateway.sidecar.inbound_addr().ip(),
+            port: service
+                .ports
+                .iter()
+                .find(|p| p.name == "https")
+                .map_or(443, |p| p.port),
+            hosts: vec![host.clone()],
+            tls: ingress::ExternalTls::Simple,
+            http_rbac: rbac.http,
+            upstream: sidecar::Upstream {
+                name: upstream.to_owned(),
+                address: callee.sidecar.inbound_addr(),
+                spiffe_id: callee.identity.spiffe_id.clone(),
+                sni: None,
+                listen_port: 0,
+            },
+        };
+        let server_cert = self
+            .public_ca()?
+            .issue_server_cert(&[&host], HOST_CERT_VALIDITY, OffsetDateTime::now_utc())
+            .map_err(|e| self.error(e.to_string()))?;
+        let started = if profile.provider == crate::profile::IdentityProvider::Spire {
+            let spire = self.spire(profile).await?;
+            let spire = spire.read().await;
+            let workload = spire.workload(&service.name).ok_or_else(|| {
+                self.error(format!("{} has no SPIRE registration entry", service.name))
+            })?;
+            let caller = &workload.caller;
+            let agent = sidecar::SpireAgentSds {
+                socket: spire
+                    .agent_socket(caller.agent)
+                    .ok_or_else(|| self.error(format!("no SPIRE agent {}", caller.agent)))?
+                    .to_owned(),
+                spiffe_id: workload.spiffe_id.clone(),
+                trust_domain: spire.trust_domain().clone(),
+            };
+            let located = envoy::EnvoyBinary::locate().map_err(|e| self.error(e.to_string()))?;
+            let bin = spire
+                .expose_binary(located.path())
+                .map_err(|e| self.error(e.to_string()))
+                .and_then(|path| {
+                    envoy::EnvoyBinary::at(path).map_err(|e| self.error(e.to_string()))
+                })?;
+            let home = spire
+                .caller_dir(caller)
+                .map_err(|e| self.error(e.to_string()))?;
+            let identity = ingress::GatewayIdentity::Spire {
+                agent: &agent,
+                run_as: envoy::RunAs {
+                    uid: caller.uid,
+                    gid: caller.gid,
+                },
+            };
+            let dir = ingress::fresh_dir(&home, "ingress-gateway");
+            ingress::IngressGateway::start(&bin, spec, &server_cert, identity, &dir).await
+        } else {
+            let pki = self.pki(profile)?;
+            // The gateway is not renewed: it holds the identity's SVID of the profile's TTL.
+            let svid = pki
+                .svids
+                .initial(&gateway.identity.spiffe_id.to_string())
+                .ok_or_else(|| self.error(format!("no SVID for {}", gateway.identity.spiffe_id)))?;
+            let credentials = sidecar::Credentials::from_svid(svid);
+            let bin = envoy::EnvoyBinary::locate().map_err(|e| self.error(e.to_string()))?;
+            let dir = ingress::fresh_dir(&self.workdir.join(&profile.name), "ingress-gateway");
+            let identity = ingress::GatewayIdentity::File(&credentials);
+            ingress::IngressGateway::start(&bin, spec, &server_cert, identity, &dir).await
+        };
+        let started = Arc::new(started.map_err(|e| self.error(e.to_string()))?);
+        ingresses.insert(profile.name.clone(), started.clone());
+        Ok(started)
+    }
+
+    /// The lab's public CA (see [`crate::pki::PublicCa`]), created on first use.
+    pub fn public_ca(&self) -> Result<Arc<PublicCa>, TargetError> {
+        let mut slot = self
+            .public_ca
+            .lock()
+            .map_err(|_| self.error("lab state poisoned by an earlier failure"))?;
+        if let Some(ca) = slot.as_ref() {
+            return Ok(ca.clone());
+        }
+        let ca = Arc::new(
+            PublicCa::generate(
+                "meshproof lab",
+                PUBLIC_ROOT_VALIDITY,
+                OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| self.error(e.to_string()))?,
+        );
+        *slot = Some(ca.clone());
+        Ok(ca)
     }
 
     /// The profile's SPIRE server and agents (real processes), started on first use with the
@@ -148,14 +412,13 @@ impl Lab {
     fn build(&self, profile: &Profile) -> Result<LabPki, TargetError> {
         let pki =
             Pki::generate(&ca_spec(profile), self.now).map_err(|e| self.error(e.to_string()))?;
-        let mut svids = HashMap::new();
-        for identity in profile.identities() {
-            let id = identity.spiffe_id.to_string();
-            let svid = pki
-                .issue_workload_svid(&id, self.now)
-                .map_err(|e| self.error(e.to_string()))?;
-            svids.insert(id, svid);
-        }
+        let svids = profile
+            .identities()
+            .iter()
+            .map(|identity| pki.issue_workload_svid(&identity.spiffe_id.to_string(), self.now))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e.to_string()))?;
+        let svids = issued::IssuedSvids::new(svids);
         let plugin_dir = self.workdir.join(&profile.name).join("cacerts");
         create_private_dir(&plugin_dir)
             .map_err(|e| self.error(format!("{}: {e}", plugin_dir.display())))?;
@@ -178,7 +441,17 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Stop every sidecar (their drop kills and reaps Envoy) before their files go away.
+        // Stop renewing and the gateways, then every sidecar (their drop kills and reaps Envoy),
+        // before their files go away.
+        if let Ok(mut renewals) = self.renewals.lock() {
+            for renewal in renewals.values() {
+                renewal.stop();
+            }
+            renewals.clear();
+        }
+        if let Ok(mut ingresses) = self.ingresses.try_lock() {
+            ingresses.clear();
+        }
         if let Ok(mut meshes) = self.meshes.try_lock() {
             meshes.clear();
         }
@@ -236,9 +509,10 @@ impl Target for Lab {
         identity: &Identity,
     ) -> Result<PresentedChain, TargetError> {
         let pki = self.pki(profile)?;
+        // What the CA issued at the lab's fixed clock: the instant every static check judges.
         let svid = pki
             .svids
-            .get(&identity.spiffe_id.to_string())
+            .initial(&identity.spiffe_id.to_string())
             .ok_or_else(|| {
                 self.error(format!(
                     "no workload certificate was issued to {}",
