@@ -463,10 +463,7 @@ mod tests {
         assert_eq!(status, 502);
         assert!(reply.forwarded.unwrap().detail.unwrap().contains("connect"));
 
-        let too_many = format!(
-            "x-meshproof-forward: {}\r\n",
-            vec!["b"; MAX_HOPS + 1].join(",")
-        );
+        let too_many = format!("x-meshproof-forward: {}\r\n", ["b"; MAX_HOPS + 1].join(","));
         let (status, reply) = get(a.addr(), &too_many).await;
         assert_eq!(status, 400);
         assert!(reply.forwarded.is_none());

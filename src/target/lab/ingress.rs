@@ -39,12 +39,16 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::envoy::{AdminClient, EnvoyBinary, EnvoyError, EnvoyLaunch, EnvoyProcess, RunAs};
+use super::mesh::LabMesh;
 use super::sds::{SdsDir, SdsError};
 use super::sidecar::{
     self, CertSource, Credentials, DOWNSTREAM_TLS, HCM, HCM_TYPE, HTTP_RBAC, SpireAgentSds,
     TLS_SOCKET, UPSTREAM_TLS, Upstream,
 };
+use crate::configured::Configured;
 use crate::pki::ServerCert;
+use crate::policy::istio;
+use crate::profile::{Decision, Profile, Role};
 use crate::spiffe::SpiffeId;
 
 /// The external listener's name.
@@ -67,6 +71,8 @@ pub enum ExternalTls {
 pub struct GatewaySpec {
     /// Names the Envoy node, its directory and errors.
     pub name: String,
+    /// The profile's ingress service.
+    pub service: String,
     /// The gateway's mesh identity (its SVID must carry it).
     pub spiffe_id: SpiffeId,
     /// The ingress workload's address: the external listener binds it, upstream calls leave from
@@ -83,6 +89,72 @@ pub struct GatewaySpec {
 }
 
 impl GatewaySpec {
+    /// The gateway istiod would configure for `profile`'s ingress service in front of `mesh`,
+    /// serving `host`: on the ingress workload's address and the service's `https` port (443 when
+    /// it names none), routing to the one service the profile allows the ingress to call, under
+    /// the configured AuthorizationPolicies that select the ingress workload.
+    pub fn for_profile(
+        profile: &Profile,
+        configured: &Configured,
+        mesh: &LabMesh,
+        host: &str,
+    ) -> Result<GatewaySpec, GatewayError> {
+        let fail = |message: String| GatewayError::Other {
+            name: profile.name.clone(),
+            message,
+        };
+        let service = profile
+            .services
+            .iter()
+            .find(|s| s.role == Role::Ingress)
+            .ok_or_else(|| {
+                fail("the profile has no ingress gateway (no service with role: ingress)".into())
+            })?;
+        let mut upstreams: Vec<&str> = profile
+            .intents
+            .iter()
+            .filter(|i| i.from == service.name && i.decision == Decision::Allow)
+            .map(|i| i.to.as_str())
+            .collect();
+        upstreams.dedup();
+        let [upstream] = upstreams[..] else {
+            return Err(fail(format!(
+                "{} routes to the one service the profile allows it to call, but it allows {upstreams:?}",
+                service.name
+            )));
+        };
+        let (Some(gateway), Some(callee)) = (mesh.caller(&service.name), mesh.caller(upstream))
+        else {
+            return Err(fail(format!(
+                "the lab mesh runs no workload for {} or {upstream}",
+                service.name
+            )));
+        };
+        let labels = [("app".to_owned(), service.name.clone())].into();
+        let rbac = istio::envoy_rbac(&configured.policies, &service.namespace, &labels, true);
+        Ok(GatewaySpec {
+            name: format!("{}-external", service.name),
+            service: service.name.clone(),
+            spiffe_id: gateway.identity.spiffe_id.clone(),
+            ip: gateway.sidecar.inbound_addr().ip(),
+            port: service
+                .ports
+                .iter()
+                .find(|p| p.name == "https")
+                .map_or(443, |p| p.port),
+            hosts: vec![host.to_owned()],
+            tls: ExternalTls::Simple,
+            http_rbac: rbac.http,
+            upstream: Upstream {
+                name: upstream.to_owned(),
+                address: callee.sidecar.inbound_addr(),
+                spiffe_id: callee.identity.spiffe_id.clone(),
+                sni: None,
+                listen_port: 0,
+            },
+        })
+    }
+
     fn any_host(&self) -> bool {
         self.hosts.iter().any(|h| h == "*")
     }
@@ -368,6 +440,7 @@ mod tests {
     fn spec() -> GatewaySpec {
         GatewaySpec {
             name: "ingress".into(),
+            service: "ingress".into(),
             spiffe_id: SpiffeId::parse("spiffe://td/ns/istio-system/sa/ingress").unwrap(),
             ip: "127.0.3.1".parse().unwrap(),
             port: 443,

@@ -236,121 +236,84 @@ impl Lab {
             return Ok(existing.clone());
         }
         let mesh = self.mesh(profile, configured).await?;
-        let service = profile
-            .services
-            .iter()
-            .find(|s| s.role == crate::profile::Role::Ingress)
-            .ok_or_else(|| {
-                self.error(format!(
-                    "profile {} has no ingress gateway (no service with role: ingress)",
-                    profile.name
-                ))
-            })?;
-        let upstreams: Vec<&str> = {
-            let mut to: Vec<&str> = profile
-                .intents
-                .iter()
-                .filter(|i| i.from == service.name && i.decision == crate::profile::Decision::Allow)
-                .map(|i| i.to.as_str())
-                .collect();
-            to.dedup();
-            to
-        };
-        let [upstream] = upstreams[..] else {
-            return Err(self.error(format!(
-                "{}: the ingress gateway routes to the one service the profile allows it to                  call, but it allows {:?}",
-                service.name, upstreams
-            )));
-        };
-        let (Some(gateway), Some(callee)) = (mesh.caller(&service.name), mesh.caller(upstream))
-        else {
-            return Err(self.error(format!(
-                "the lab mesh runs no workload for {} or {upstream}",
-                service.name
-            )));
-        };
-        let labels = [("app".to_owned(), service.name.clone())].into();
-        let rbac = crate::policy::istio::envoy_rbac(
-            &configured.policies,
-            &service.namespace,
-            &labels,
-            true,
-        );
         let host = external_host(profile);
-        let spec = ingress::GatewaySpec {
-            name: format!("{}-external", service.name),
-            spiffe_id: gateway.identity.spiffe_id.clone(),
-            ip: gateway.sidecar.inbound_addr().ip(),
-            port: service
-                .ports
-                .iter()
-                .find(|p| p.name == "https")
-                .map_or(443, |p| p.port),
-            hosts: vec![host.clone()],
-            tls: ingress::ExternalTls::Simple,
-            http_rbac: rbac.http,
-            upstream: sidecar::Upstream {
-                name: upstream.to_owned(),
-                address: callee.sidecar.inbound_addr(),
-                spiffe_id: callee.identity.spiffe_id.clone(),
-                sni: None,
-                listen_port: 0,
-            },
-        };
+        let spec = ingress::GatewaySpec::for_profile(profile, configured, &mesh, &host)
+            .map_err(|e| self.error(e.to_string()))?;
         let server_cert = self
             .public_ca()?
             .issue_server_cert(&[&host], HOST_CERT_VALIDITY, OffsetDateTime::now_utc())
             .map_err(|e| self.error(e.to_string()))?;
         let started = if profile.provider == crate::profile::IdentityProvider::Spire {
-            let spire = self.spire(profile).await?;
-            let spire = spire.read().await;
-            let workload = spire.workload(&service.name).ok_or_else(|| {
-                self.error(format!("{} has no SPIRE registration entry", service.name))
-            })?;
-            let caller = &workload.caller;
-            let agent = sidecar::SpireAgentSds {
-                socket: spire
-                    .agent_socket(caller.agent)
-                    .ok_or_else(|| self.error(format!("no SPIRE agent {}", caller.agent)))?
-                    .to_owned(),
-                spiffe_id: workload.spiffe_id.clone(),
-                trust_domain: spire.trust_domain().clone(),
-            };
-            let located = envoy::EnvoyBinary::locate().map_err(|e| self.error(e.to_string()))?;
-            let bin = spire
-                .expose_binary(located.path())
-                .map_err(|e| self.error(e.to_string()))
-                .and_then(|path| {
-                    envoy::EnvoyBinary::at(path).map_err(|e| self.error(e.to_string()))
-                })?;
-            let home = spire
-                .caller_dir(caller)
-                .map_err(|e| self.error(e.to_string()))?;
-            let identity = ingress::GatewayIdentity::Spire {
-                agent: &agent,
-                run_as: envoy::RunAs {
-                    uid: caller.uid,
-                    gid: caller.gid,
-                },
-            };
-            let dir = ingress::fresh_dir(&home, "ingress-gateway");
-            ingress::IngressGateway::start(&bin, spec, &server_cert, identity, &dir).await
+            self.spire_gateway(profile, spec, &server_cert).await?
         } else {
-            let pki = self.pki(profile)?;
-            // The gateway is not renewed: it holds the identity's SVID of the profile's TTL.
-            let svid = pki
-                .svids
-                .initial(&gateway.identity.spiffe_id.to_string())
-                .ok_or_else(|| self.error(format!("no SVID for {}", gateway.identity.spiffe_id)))?;
-            let credentials = sidecar::Credentials::from_svid(svid);
-            let bin = envoy::EnvoyBinary::locate().map_err(|e| self.error(e.to_string()))?;
-            let dir = ingress::fresh_dir(&self.workdir.join(&profile.name), "ingress-gateway");
-            let identity = ingress::GatewayIdentity::File(&credentials);
-            ingress::IngressGateway::start(&bin, spec, &server_cert, identity, &dir).await
+            self.lab_ca_gateway(profile, spec, &server_cert).await?
         };
-        let started = Arc::new(started.map_err(|e| self.error(e.to_string()))?);
+        let started = Arc::new(started);
         ingresses.insert(profile.name.clone(), started.clone());
         Ok(started)
+    }
+
+    /// A gateway whose SVID comes from the profile's SPIRE agent, Envoy running as the ingress
+    /// workload's uid (the one SPIRE's `unix` attestor gives the ingress identity to).
+    async fn spire_gateway(
+        &self,
+        profile: &Profile,
+        spec: ingress::GatewaySpec,
+        server_cert: &crate::pki::ServerCert,
+    ) -> Result<ingress::IngressGateway, TargetError> {
+        let fail = |e: &dyn std::fmt::Display| self.error(e.to_string());
+        let spire = self.spire(profile).await?;
+        let spire = spire.read().await;
+        let workload = spire
+            .workload(&spec.service)
+            .ok_or_else(|| fail(&format!("{} has no SPIRE registration entry", spec.service)))?;
+        let caller = &workload.caller;
+        let agent = sidecar::SpireAgentSds {
+            socket: spire
+                .agent_socket(caller.agent)
+                .ok_or_else(|| fail(&format!("no SPIRE agent {}", caller.agent)))?
+                .to_owned(),
+            spiffe_id: workload.spiffe_id.clone(),
+            trust_domain: spire.trust_domain().clone(),
+        };
+        let located = envoy::EnvoyBinary::locate().map_err(|e| fail(&e))?;
+        // The located binary may sit under a home directory other uids cannot enter.
+        let exposed = spire.expose_binary(located.path()).map_err(|e| fail(&e))?;
+        let bin = envoy::EnvoyBinary::at(exposed).map_err(|e| fail(&e))?;
+        let home = spire.caller_dir(caller).map_err(|e| fail(&e))?;
+        let identity = ingress::GatewayIdentity::Spire {
+            agent: &agent,
+            run_as: envoy::RunAs {
+                uid: caller.uid,
+                gid: caller.gid,
+            },
+        };
+        let dir = ingress::fresh_dir(&home, "ingress-gateway");
+        ingress::IngressGateway::start(&bin, spec, server_cert, identity, &dir)
+            .await
+            .map_err(|e| fail(&e))
+    }
+
+    /// A gateway holding the ingress identity's SVID from the lab CA (its initial one, of the
+    /// profile's TTL: the renewal task renews the mesh's sidecars, not the gateway).
+    async fn lab_ca_gateway(
+        &self,
+        profile: &Profile,
+        spec: ingress::GatewaySpec,
+        server_cert: &crate::pki::ServerCert,
+    ) -> Result<ingress::IngressGateway, TargetError> {
+        let pki = self.pki(profile)?;
+        let svid = pki
+            .svids
+            .initial(&spec.spiffe_id.to_string())
+            .ok_or_else(|| self.error(format!("no SVID for {}", spec.spiffe_id)))?;
+        let credentials = sidecar::Credentials::from_svid(svid);
+        let bin = envoy::EnvoyBinary::locate().map_err(|e| self.error(e.to_string()))?;
+        let dir = ingress::fresh_dir(&self.workdir.join(&profile.name), "ingress-gateway");
+        let identity = ingress::GatewayIdentity::File(&credentials);
+        ingress::IngressGateway::start(&bin, spec, server_cert, identity, &dir)
+            .await
+            .map_err(|e| self.error(e.to_string()))
     }
 
     /// The lab's public CA (see [`crate::pki::PublicCa`]), created on first use.
