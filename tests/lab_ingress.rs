@@ -26,7 +26,7 @@ use meshproof::target::lab::envoy::EnvoyBinary;
 use meshproof::target::lab::external::{ExternalObservation, ExternalRequest};
 use meshproof::target::lab::ingress::{ExternalTls, GatewayIdentity, GatewaySpec, IngressGateway};
 use meshproof::target::lab::mesh::LabMesh;
-use meshproof::target::lab::sidecar::{Credentials, reserve_port};
+use meshproof::target::lab::sidecar::Credentials;
 use meshproof::target::lab::spire::SpireBinaries;
 use meshproof::target::lab::{Lab, external_host};
 
@@ -87,8 +87,8 @@ async fn lab_ca_mesh(lab: &Lab, profile: &Profile, configured: &Configured, dir:
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A gateway in front of `mesh` as the lab configures it, changed by `mutate`, on a port of its
-/// own (so a mutant can run beside the healthy one).
+/// A gateway in front of `mesh` as the lab configures it, changed by `mutate`. It binds the
+/// ingress workload's HTTPS port: shut one down before starting the next.
 async fn gateway(
     bin: &EnvoyBinary,
     lab: &Lab,
@@ -100,7 +100,6 @@ async fn gateway(
 ) -> IngressGateway {
     let host = external_host(profile);
     let mut spec = GatewaySpec::for_profile(profile, configured, mesh, &host).unwrap();
-    spec.port = reserve_port(spec.ip).unwrap();
     mutate(&mut spec);
     let cert = lab
         .public_ca()
@@ -114,16 +113,21 @@ async fn gateway(
     let pki = lab.pki(profile).unwrap();
     let svid = pki.svids.initial(&spec.spiffe_id.to_string()).unwrap();
     let credentials = Credentials::from_svid(svid);
-    let dir = dir.join(format!("gateway-{}", spec.port));
+    let dir = tempfile::tempdir_in(dir).unwrap().keep();
     IngressGateway::start(bin, spec, &cert, GatewayIdentity::File(&credentials), &dir)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn https(gateway: &IngressGateway) -> ExternalRequest {
+    https_for(gateway, gateway.host())
+}
+
+/// HTTPS for `host` to `gateway`, trusting the public root only.
+fn https_for(gateway: &IngressGateway, host: &str) -> ExternalRequest {
     ExternalRequest::https(
         gateway.addr(),
-        gateway.host(),
+        host,
         vec![gateway.server_cert().root().der().to_vec()],
     )
 }
@@ -289,12 +293,13 @@ async fn another_host_is_refused_and_a_gateway_for_any_host_is_caught() {
         .await
         .unwrap();
     judge::judge_other_host_refused(OTHER_HOST, &o).unwrap_or_else(|e| panic!("{e}"));
+    healthy.shutdown().await.unwrap();
 
     let any = gateway(&bin, &lab, &mesh, &profile, &configured, dir.path(), |s| {
         s.hosts = vec!["*".into()];
     })
     .await;
-    let o = https(&any)
+    let o = https_for(&any, &external_host(&profile))
         .path("/v1/decide")
         .sni(OTHER_HOST)
         .host(OTHER_HOST)
@@ -303,7 +308,7 @@ async fn another_host_is_refused_and_a_gateway_for_any_host_is_caught() {
         .unwrap();
     let finding = judge::judge_other_sni_refused(OTHER_HOST, &o).unwrap_err();
     println!("caught: {finding}");
-    let o = https(&any)
+    let o = https_for(&any, &external_host(&profile))
         .path("/v1/decide")
         .host(OTHER_HOST)
         .send()
@@ -382,6 +387,8 @@ async fn without_the_rule_for_the_ingress_the_external_call_is_denied_by_rbac() 
             }
             (_, other) => panic!("manifests {}: {other:?}", dir.display()),
         }
+        gw.shutdown().await.unwrap();
+        mesh.shutdown().await;
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::probe::{Outcome, RejectedBy};
 use crate::target::lab::external::ExternalObservation;
+use crate::target::lab::ingress::LOCAL_REPLY_HEADER;
 
 pub const CHAIN: &str = "ingress.chain";
 pub const REFUSES: &str = "ingress.refuses";
@@ -53,14 +54,21 @@ pub fn judge_chain(host: &str, gateway_id: &str, hops: &[Hop], o: &ExternalObser
     }
     let Some(reply) = &o.reply else {
         let who = hops.first().map_or("the mesh", |h| h.service.as_str());
-        return Err(match &o.outcome {
-            Outcome::Http {
-                rbac_denied: true, ..
-            } => format!(
+        return Err(match (&o.outcome, o.header(LOCAL_REPLY_HEADER)) {
+            (_, Some(gateway)) => format!(
+                "the ingress gateway ({gateway}) answered itself, never calling {who}: {}",
+                o.outcome
+            ),
+            (
+                Outcome::Http {
+                    rbac_denied: true, ..
+                },
+                None,
+            ) => format!(
                 "{who} refused the ingress gateway ({gateway_id}): {}",
                 o.outcome
             ),
-            other => format!("the request never reached {who}: {other}"),
+            (other, None) => format!("the request never reached {who}: {other}"),
         });
     };
     if let Some((at, hop)) = reply.broken_hop() {
@@ -190,6 +198,11 @@ pub fn judge_other_host_refused(host: &str, o: &ExternalObservation) -> Verdict 
         (outcome, None) if outcome.is_success() => {
             Err(format!("Host {host} was answered {outcome}"))
         }
+        (Outcome::Http { status, .. }, None) if o.header(LOCAL_REPLY_HEADER).is_none() => {
+            Err(format!(
+                "Host {host} was answered HTTP {status} from inside the mesh, not by the gateway"
+            ))
+        }
         (Outcome::Http { status, .. }, None) => Ok((
             format!("Host {host} answered HTTP {status} by the gateway; no app was reached"),
             vec![
@@ -224,11 +237,17 @@ mod tests {
     }
 
     fn observed(status: u16, reply: Option<EchoReply>) -> ExternalObservation {
+        let local = status == 404 && reply.is_none();
         ExternalObservation {
             outcome: Outcome::Http {
                 status,
                 body_excerpt: String::new(),
                 rbac_denied: status == 403 && reply.is_none(),
+            },
+            headers: if local {
+                vec![(LOCAL_REPLY_HEADER.into(), "gw".into())]
+            } else {
+                vec![]
             },
             body: String::new(),
             reply,
@@ -338,6 +357,10 @@ mod tests {
         };
         assert!(judge_other_sni_refused("x.example", &shown).is_err());
         assert!(judge_other_host_refused("x.example", &observed(404, None)).is_ok());
+        // A 404 some app inside the mesh made is not the gateway refusing.
+        let mut inside = observed(404, None);
+        inside.headers.clear();
+        assert!(judge_other_host_refused("x.example", &inside).is_err());
         let reached = observed(200, Some(reply("api", GW, None)));
         assert!(judge_other_host_refused("x.example", &reached).is_err());
         let nothing = ExternalObservation {

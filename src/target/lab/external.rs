@@ -70,6 +70,8 @@ pub struct PresentedServerCert {
 #[derive(Clone, Debug, Serialize)]
 pub struct ExternalObservation {
     pub outcome: Outcome,
+    /// The response headers (names lowercase), when there was a response.
+    pub headers: Vec<(String, String)>,
     /// The whole response body, when there was one.
     pub body: String,
     /// The echo app's reply, when the body is one (the request reached the mesh).
@@ -78,6 +80,16 @@ pub struct ExternalObservation {
     #[serde(rename = "latency_ms", serialize_with = "as_millis")]
     pub latency: Duration,
     pub detail: Option<String>,
+}
+
+impl ExternalObservation {
+    /// The value of response header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -196,6 +208,7 @@ impl ExternalRequest {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut obs = ExternalObservation {
             outcome: Outcome::NoResponse,
+            headers: Vec::new(),
             body: String::new(),
             reply: None,
             server_cert: None,
@@ -342,6 +355,11 @@ async fn exchange<S>(
     };
     match parse_response(&buf, true) {
         Parsed::Done(response) => {
+            obs.headers = response
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
             obs.body = String::from_utf8_lossy(&response.body).into_owned();
             obs.reply = serde_json::from_slice(&response.body).ok();
             let rbac_denied =

@@ -15,7 +15,8 @@
 //!   matches nothing and Envoy closes the connection before any certificate is shown. The
 //!   virtual host also matches only those names (with or without `:port`): another `Host` is
 //!   answered `404` by the gateway itself. Whatever `x-forwarded-client-cert` an external client
-//!   sends is removed (`SANITIZE`). Then the gateway's own HTTP RBAC filters (the
+//!   sends is removed (`SANITIZE`). Every reply the gateway makes itself carries
+//!   [`LOCAL_REPLY_HEADER`], so a refusal by the gateway is told apart from one by the mesh. Then the gateway's own HTTP RBAC filters (the
 //!   AuthorizationPolicies that select the ingress workload, as istiod applies them to a gateway)
 //!   and the router.
 //! * **Mesh side**: every request goes to one upstream, the service the profile lets the ingress
@@ -55,6 +56,9 @@ use crate::spiffe::SpiffeId;
 pub const LISTENER: &str = "ingress-https";
 /// The external HTTP connection manager's `stat_prefix` (counters `http.ingress.*`).
 pub const STAT_PREFIX: &str = "ingress";
+/// The response header the gateway puts on the replies it makes itself (its own RBAC denials,
+/// `404` for an unknown host), naming the gateway: a reply without it came from the mesh.
+pub const LOCAL_REPLY_HEADER: &str = "x-meshproof-local-reply";
 
 /// How the external listener speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -336,6 +340,15 @@ pub fn bootstrap(spec: &GatewaySpec, public: &SdsDir, identity: CertSource<'_>) 
             "codec_type": "AUTO",
             // An external client's claim to a mesh identity is dropped, never forwarded.
             "forward_client_cert_details": "SANITIZE",
+            "local_reply_config": {
+                "mappers": [{
+                    "filter": { "not_health_check_filter": {} },
+                    "headers_to_add": [{
+                        "header": { "key": LOCAL_REPLY_HEADER, "value": spec.name },
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }],
+                }]
+            },
             "route_config": {
                 "name": LISTENER,
                 "virtual_hosts": [{

@@ -76,12 +76,16 @@ fn host(subnet: [u8; 3], i: usize) -> IpAddr {
 }
 
 /// A /24 inside 127.0.0.0/8 (never 127.0.0.0/24) where every workload's port is free, so runs in
-/// parallel on one machine do not collide. Derived from the process id, then probed.
+/// parallel on one machine do not collide. Derived from the process id and a per-process count
+/// of meshes (Envoy binds listeners with `SO_REUSEPORT`, so two meshes started at once on one
+/// subnet would both bind and share each other's connections), then probed.
 fn free_subnet(ports: &[u16]) -> Result<[u8; 3], String> {
+    static MESHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     if ports.len() > 250 {
         return Err(format!("{} workloads do not fit in one /24", ports.len()));
     }
-    let seed = std::process::id() as usize;
+    let nth = MESHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as usize).wrapping_add(nth.wrapping_mul(104_729));
     for attempt in 0..64 {
         let n = (seed
             .wrapping_mul(2_654_435_761)
