@@ -3,8 +3,10 @@
 //! sidecar's admin `/certs` (the lab's `istioctl proxy-config secret`).
 //!
 //! Lab-CA profiles: the mesh's renewal task ([`crate::target::lab::renewal`]) renews every SVID
-//! half-way through its (scaled) lifetime; the verdict rests on its log and on `/certs`.
-//! SPIRE profiles: SPIRE's agent renews; the verdict rests on `/certs` before and after.
+//! half-way through its (scaled) lifetime; the verdict ([`crate::checks::renewal`]) rests on its
+//! log and on `/certs`. SPIRE profiles: SPIRE's agent renews on its own schedule; the verdict
+//! rests on `/certs` before and after (renewed before expiry, no call failed), and the point in
+//! the old SVID's lifetime where the new one was first seen is reported.
 
 use std::time::Duration;
 
@@ -51,7 +53,7 @@ async fn calls_until_renewed(world: &mut MeshWorld) {
     world.pending = Some(checks::verdict("rotation.workload", &subject, verdict));
 }
 
-#[then("it was renewed at half of its lifetime, before it expired, and no call failed")]
+#[then("it was renewed on schedule, before it expired, and no call failed")]
 fn renewed_in_time(world: &mut MeshWorld) {
     let Some(result) = world.pending.take() else {
         harness_error!("no renewal was observed")
@@ -162,7 +164,8 @@ async fn spire_renewal(world: &MeshWorld, mesh: &LabMesh, call: &ExpectedCall) -
     };
     let (from, to) = (from as f64, to as f64);
     // When the new SVID was first seen served, as a share of the old one's validity window
-    // (SPIRE's own measure of lifetime); an upper bound of when SPIRE renewed it.
+    // (notBefore backdated by SPIRE): reported, not judged — SPIRE's agent renews on its own
+    // schedule, observed here only to within its sync interval.
     let fraction = (seen - from) / (to - from).max(1.0);
     match &r.serial_after {
         None => Err(format!(
@@ -183,10 +186,6 @@ async fn spire_renewal(world: &MeshWorld, mesh: &LabMesh, call: &ExpectedCall) -
             r.spiffe_id,
             r.serial_before,
             before.expiration_time.as_deref().unwrap_or("?")
-        )),
-        Some(after) if fraction < 0.5 => Err(format!(
-            "{}: serial {} was replaced by {after} {fraction:.2} into its lifetime, before half-life",
-            r.spiffe_id, r.serial_before
         )),
         Some(after) => Ok((
             format!(

@@ -1,7 +1,7 @@
-//! Verdicts on a workload certificate renewed under traffic (`rotation.workload`).
+//! Verdicts on a workload certificate renewed by the lab CA under traffic (`rotation.workload`).
 //!
-//! Security contract: the certificate source replaced the callee's SVID once half of its lifetime
-//! had passed and before it expired, the sidecar serves the new serial for the same SPIFFE ID (as
+//! Security contract: the lab CA's renewal task replaced the callee's SVID once half of its
+//! lifetime had passed and before it expired, the sidecar serves the new serial for the same SPIFFE ID (as
 //! its admin `/certs` shows it, the lab's `istioctl proxy-config secret`), and not one call to
 //! the callee failed while it happened. For the lab CA, every other renewal of the run so far
 //! must have held to the same terms, and none may have failed.
