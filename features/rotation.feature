@@ -22,7 +22,7 @@ Feature: Certificate rotation without downtime
   # swap; the renewed serial, SAN and validity are read back from the sidecar's admin /certs, like
   # `istioctl proxy-config secret`, and every renewal of the run must have been at half-life.
   # SPIRE profiles: SPIRE's agent renews on its own schedule, which is reported, not asserted.
-  @live @lab
+  @live @lab @slow
   Scenario Outline: <profile> · workload certificates renew before they expire, under traffic
     Given the profile "<profile>"
     And the manifests configured for it
