@@ -256,6 +256,8 @@ async fn plaintext_is_refused_and_a_gateway_without_tls_is_caught() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
+    healthy.shutdown().await.unwrap();
+
     let plaintext = gateway(&bin, &lab, &mesh, &profile, &configured, dir.path(), |s| {
         s.tls = ExternalTls::Disabled;
     })

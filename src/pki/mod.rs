@@ -24,6 +24,11 @@
 //! * deliberately **broken chains** ([`Chaos`]) for drills and for the validator's mutation
 //!   tests. Only [`Pki::issue_chaos`] ever produces a faulty certificate.
 //!
+//! Beside the mesh hierarchy: [`PublicCa`], an unrelated root standing in for a public CA, signs
+//! the server certificates an ingress gateway shows external clients (DNS SANs, `serverAuth`
+//! only, never a SPIFFE ID); and [`TtlScale`] says how much shorter workload certificates live
+//! in the lab than the profile promises.
+//!
 //! Every certificate gets a serial of [`SERIAL_BYTES`] bytes read from the OS CSPRNG, and an
 //! authority key identifier so that chains build unambiguously across intermediate rotations.
 //!

@@ -35,7 +35,7 @@ use crate::probe::{MAX_RESPONSE_BYTES, Outcome, Parsed, RejectedBy, parse_respon
 
 /// TLS as an external client speaks it.
 #[derive(Clone, Debug)]
-pub struct ExternalTls {
+pub struct ClientTls {
     /// The name sent as SNI and checked against the server certificate's DNS names.
     pub sni: String,
     /// DER roots the client trusts (the public CA's).
@@ -47,7 +47,7 @@ pub struct ExternalTls {
 pub struct ExternalRequest {
     pub target: SocketAddr,
     /// `None`: plaintext.
-    pub tls: Option<ExternalTls>,
+    pub tls: Option<ClientTls>,
     pub method: String,
     pub path: String,
     /// The `Host` header.
@@ -101,7 +101,7 @@ impl ExternalRequest {
     pub fn https(target: SocketAddr, host: &str, roots: Vec<Vec<u8>>) -> ExternalRequest {
         ExternalRequest {
             target,
-            tls: Some(ExternalTls {
+            tls: Some(ClientTls {
                 sni: host.to_owned(),
                 roots,
             }),
@@ -179,7 +179,7 @@ impl ExternalRequest {
         Ok(head.into_bytes())
     }
 
-    fn tls_config(tls: &ExternalTls) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
+    fn tls_config(tls: &ClientTls) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
         let mut roots = RootCertStore::empty();
         for der in &tls.roots {
             roots

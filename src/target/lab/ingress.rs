@@ -209,6 +209,14 @@ impl IngressGateway {
         dir: &Path,
     ) -> Result<IngressGateway, GatewayError> {
         let name = spec.name.clone();
+        // Envoy binds with SO_REUSEPORT: a second gateway on a taken address would start fine and
+        // silently share the first one's connections.
+        if spec.port != 0 {
+            std::net::TcpListener::bind((spec.ip, spec.port)).map_err(|e| GatewayError::Other {
+                name: name.clone(),
+                message: format!("{}:{} cannot be bound: {e}", spec.ip, spec.port),
+            })?;
+        }
         let sds_err = |source| GatewayError::Sds {
             name: name.clone(),
             source,
