@@ -53,7 +53,8 @@ pub struct Lab {
     workdir: PathBuf,
     ttl_scale: TtlScale,
     pkis: Mutex<HashMap<String, Arc<LabPki>>>,
-    meshes: tokio::sync::Mutex<HashMap<String, Arc<mesh::LabMesh>>>,
+    /// One cell per profile, so one profile's slow start (SPIRE) holds up no other profile.
+    meshes: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<mesh::LabMesh>>>>>,
     renewals: Mutex<HashMap<String, Arc<renewal::Renewal>>>,
     ingresses: tokio::sync::Mutex<HashMap<String, Arc<ingress::IngressGateway>>>,
     public_ca: Mutex<Option<Arc<PublicCa>>>,
@@ -95,7 +96,7 @@ impl Lab {
             workdir,
             ttl_scale,
             pkis: Mutex::new(HashMap::new()),
-            meshes: tokio::sync::Mutex::new(HashMap::new()),
+            meshes: Mutex::new(HashMap::new()),
             renewals: Mutex::new(HashMap::new()),
             ingresses: tokio::sync::Mutex::new(HashMap::new()),
             public_ca: Mutex::new(None),
@@ -154,25 +155,35 @@ impl Lab {
         profile: &Profile,
         configured: &crate::configured::Configured,
     ) -> Result<Arc<mesh::LabMesh>, TargetError> {
-        let mut meshes = self.meshes.lock().await;
-        if let Some(existing) = meshes.get(&profile.name) {
-            return Ok(existing.clone());
+        let cell = self
+            .meshes
+            .lock()
+            .map_err(|_| self.error("lab state poisoned by an earlier failure"))?
+            .entry(profile.name.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.start_mesh(profile, configured))
+            .await
+            .cloned()
+    }
+
+    async fn start_mesh(
+        &self,
+        profile: &Profile,
+        configured: &crate::configured::Configured,
+    ) -> Result<Arc<mesh::LabMesh>, TargetError> {
+        if profile.provider != crate::profile::IdentityProvider::Spire {
+            return self.renewing_mesh(profile, configured).await;
         }
-        let started = if profile.provider == crate::profile::IdentityProvider::Spire {
-            // Identities from the profile's SPIRE lab: every sidecar fed by an agent over SDS.
-            let spire = self.spire(profile).await?;
-            let spire = spire.read().await;
-            mesh_spire::start(profile, configured, &spire)
-                .await
-                .map_err(|e| self.error(e.to_string()))?
-                .mesh
-        } else {
-            return self.renewing_mesh(profile, configured, &mut meshes).await;
-        };
+        // Identities from the profile's SPIRE lab: every sidecar fed by an agent over SDS.
+        let spire = self.spire(profile).await?;
+        let spire = spire.read().await;
+        let started = mesh_spire::start(profile, configured, &spire)
+            .await
+            .map_err(|e| self.error(e.to_string()))?
+            .mesh;
         started.wire_apps();
-        let started = Arc::new(started);
-        meshes.insert(profile.name.clone(), started.clone());
-        Ok(started)
+        Ok(Arc::new(started))
     }
 
     /// A lab-CA mesh whose sidecars hold SVIDs of the scaled TTL, issued now and renewed at
@@ -181,7 +192,6 @@ impl Lab {
         &self,
         profile: &Profile,
         configured: &crate::configured::Configured,
-        meshes: &mut HashMap<String, Arc<mesh::LabMesh>>,
     ) -> Result<Arc<mesh::LabMesh>, TargetError> {
         let pki = self.pki(profile)?;
         let bundle = self.trust_bundle(profile)?;
@@ -218,7 +228,6 @@ impl Lab {
             .lock()
             .map_err(|_| self.error("lab state poisoned by an earlier failure"))?
             .insert(profile.name.clone(), Arc::new(renewal));
-        meshes.insert(profile.name.clone(), started.clone());
         Ok(started)
     }
 
@@ -365,11 +374,10 @@ impl Lab {
     /// Versions of the lab's components that have started so far.
     pub fn envoy_version(&self) -> Option<String> {
         self.meshes
-            .try_lock()
+            .lock()
             .ok()?
             .values()
-            .next()
-            .map(|m| m.envoy_version.clone())
+            .find_map(|cell| cell.get().map(|m| m.envoy_version.clone()))
     }
 
     fn build(&self, profile: &Profile) -> Result<LabPki, TargetError> {
@@ -415,7 +423,7 @@ impl Drop for Lab {
         if let Ok(mut ingresses) = self.ingresses.try_lock() {
             ingresses.clear();
         }
-        if let Ok(mut meshes) = self.meshes.try_lock() {
+        if let Ok(mut meshes) = self.meshes.lock() {
             meshes.clear();
         }
         if let Ok(mut spires) = self.spires.try_lock() {
