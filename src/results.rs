@@ -78,6 +78,9 @@ pub struct ProfileRef {
     pub sha256: String,
 }
 
+/// The `versions` entry that says how the lab scaled the profiles' workload TTLs.
+pub const LAB_TTL_SCALE: &str = "lab TTL scale";
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResults {
     pub run_id: String,
@@ -87,7 +90,8 @@ pub struct RunResults {
     pub duration: Duration,
     pub tags: Option<String>,
     pub profiles: Vec<ProfileRef>,
-    /// Every component that took part, with its version (meshproof, envoy, spire-server, ...).
+    /// Every component that took part, with its version (meshproof, envoy, spire-server, ...),
+    /// and the lab's TTLs ([`LAB_TTL_SCALE`], `spire lab TTLs`).
     pub versions: BTreeMap<String, String>,
     pub scenarios: Vec<ScenarioResult>,
     /// Problems found before or outside scenarios (e.g. a feature file that does not parse).

@@ -3,9 +3,11 @@
 
 mod drills;
 mod identity;
+mod ingress;
 mod live;
 mod pki;
 mod policy;
+mod renewal;
 mod spire;
 mod world;
 

@@ -2,10 +2,12 @@
 //! They never talk to a target themselves, so the same check judges the lab, kind or a cluster.
 
 pub mod identity;
+pub mod ingress;
 pub mod intents;
 pub mod live;
 pub mod mtls;
 pub mod pki;
+pub mod renewal;
 pub mod spire;
 
 use crate::results::{CheckResult, Status};

@@ -24,6 +24,11 @@
 //! * deliberately **broken chains** ([`Chaos`]) for drills and for the validator's mutation
 //!   tests. Only [`Pki::issue_chaos`] ever produces a faulty certificate.
 //!
+//! Beside the mesh hierarchy: [`PublicCa`], an unrelated root standing in for a public CA, signs
+//! the server certificates an ingress gateway shows external clients (DNS SANs, `serverAuth`
+//! only, never a SPIFFE ID); and [`TtlScale`] says how much shorter workload certificates live
+//! in the lab than the profile promises.
+//!
 //! Every certificate gets a serial of [`SERIAL_BYTES`] bytes read from the OS CSPRNG, and an
 //! authority key identifier so that chains build unambiguously across intermediate rotations.
 //!
@@ -47,6 +52,8 @@ mod chaos;
 mod error;
 mod files;
 mod key;
+mod public;
+pub mod scale;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +71,8 @@ pub use chaos::{Chaos, ChaosSvid};
 pub use error::PkiError;
 pub use files::{PUBLIC_FILE_MODE, PluginCaFiles, SECRET_FILE_MODE, SvidFiles, write_svid};
 pub use key::PrivateKey;
+pub use public::{PublicCa, ServerCert};
+pub use scale::TtlScale;
 
 /// How far before `now` every validity window starts, to tolerate clock skew between the
 /// issuer and relying parties (see the module docs).

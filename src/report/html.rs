@@ -391,6 +391,13 @@ fn run_section(h: &mut String, view: &View<'_>) {
                 .unwrap_or_else(|| "none (every scenario)".to_owned()),
         ),
         ("meshproof", esc(&r.meshproof_version)),
+        (
+            "lab TTL scale",
+            esc(r
+                .versions
+                .get(crate::results::LAB_TTL_SCALE)
+                .map_or("none (no lab CA mesh ran)", String::as_str)),
+        ),
         ("exit code", r.exit_code().to_string()),
     ];
     for (k, v) in rows {

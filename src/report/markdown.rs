@@ -108,6 +108,9 @@ pub fn render(view: &View<'_>, mapping: &Mapping, eval: &Evaluation) -> String {
     if let Some(tags) = &r.tags {
         let _ = writeln!(out, "\n**Tags** {}", code(tags));
     }
+    if let Some(scale) = r.versions.get(crate::results::LAB_TTL_SCALE) {
+        let _ = writeln!(out, "\n**Lab TTL scale** {}", md(scale));
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -3,28 +3,51 @@
 //! # Contract
 //!
 //! [`EchoServer::start`] binds the given address (port 0 picks a free one; [`EchoServer::addr`]
-//! says which) and answers **every** request, whatever its method or path, with `200` and a JSON
+//! says which) and answers **every** request, whatever its method or path, with a JSON
 //! [`EchoReply`]: the service name, the method and path it received, and `peer` — the URI (the
 //! caller's SPIFFE ID) from the `x-forwarded-client-cert` header its sidecar set, or `null` when
 //! there is none. The app trusts that header because only its sidecar can reach it in the mesh
 //! model; the sidecar sanitizes whatever a caller sent (`SANITIZE_SET`).
 //!
+//! **Calling on, as a service in a chain does.** A request carrying [`FORWARD_HEADER`] (a
+//! comma-separated list of service names, at most [`MAX_HOPS`]) makes the app call the first of
+//! them with the same method and path, through **its own sidecar's outbound listener** for that
+//! service (set with [`EchoServer::set_routes`]), passing the rest of the list on. So every hop
+//! of a chain is a real sidecar-to-sidecar mTLS call with the caller's SVID, allowed or refused
+//! by the callee's RBAC, and the reply nests what each hop saw ([`Forwarded`]). The app answers
+//! with the next hop's status when it is not a success (a service whose dependency refuses it
+//! fails too), `502` when the next hop has no route or cannot be reached, `400` for a list that
+//! is too long; otherwise `200`. The app reaches only its own sidecar's listeners: which service
+//! it may really call is decided by that service's Envoy, never here.
+//!
 //! The server stops when [`EchoServer::shutdown`] is awaited or the value is dropped: the accept
-//! loop and every open connection are aborted together. It never reads request bodies beyond what
-//! hyper needs to keep the connection usable, and holds no secrets.
+//! loop and every open connection are aborted together. Request bodies are not read or
+//! forwarded, responses from a next hop are read up to [`MAX_FORWARDED_BODY`] bytes, each call on
+//! is bounded by [`FORWARD_TIMEOUT`], and the app holds no secrets.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Empty, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The XFCC header Envoy sets.
 pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
+/// The request header that asks the app to call further services (see the module docs).
+pub const FORWARD_HEADER: &str = "x-meshproof-forward";
+/// The longest list of services one request may ask to be forwarded through.
+pub const MAX_HOPS: usize = 8;
+/// Bound on one call to the next hop, from connect to the end of its response.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of a next hop's response body the app reads.
+pub const MAX_FORWARDED_BODY: usize = 64 * 1024;
 
 /// What the echo app answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,13 +57,61 @@ pub struct EchoReply {
     pub path: String,
     /// The caller's identity as the sidecar reported it (XFCC `URI=`), if any.
     pub peer: Option<String>,
+    /// The call on to the next service, when the request asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<Box<Forwarded>>,
 }
+
+/// What happened when the app called the next service of a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The service it called.
+    pub to: String,
+    /// The HTTP status it got (`502` when there was no route or no response).
+    pub status: u16,
+    /// The next app's own reply, when the call reached it.
+    pub reply: Option<EchoReply>,
+    /// Otherwise the start of what came back (e.g. Envoy's `RBAC: access denied`) or why
+    /// nothing did.
+    pub detail: Option<String>,
+}
+
+impl EchoReply {
+    /// This reply and every reply nested in it, in call order.
+    pub fn hops(&self) -> Vec<&EchoReply> {
+        let mut out = vec![self];
+        let mut next = self.forwarded.as_deref();
+        while let Some(f) = next {
+            match &f.reply {
+                Some(reply) => {
+                    out.push(reply);
+                    next = reply.forwarded.as_deref();
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The deepest call on that did not reach the next app, if any.
+    pub fn broken_hop(&self) -> Option<(&EchoReply, &Forwarded)> {
+        let last = *self.hops().last()?;
+        last.forwarded
+            .as_deref()
+            .filter(|f| f.reply.is_none())
+            .map(|f| (last, f))
+    }
+}
+
+/// Service name → the app's own sidecar's outbound listener for it.
+type Routes = Arc<RwLock<BTreeMap<String, SocketAddr>>>;
 
 /// A running echo app.
 #[derive(Debug)]
 pub struct EchoServer {
     service: String,
     addr: SocketAddr,
+    routes: Routes,
     task: JoinHandle<()>,
 }
 
@@ -50,10 +121,12 @@ impl EchoServer {
         let service = service.into();
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(serve(listener, service.clone()));
+        let routes = Routes::default();
+        let task = tokio::spawn(serve(listener, service.clone(), routes.clone()));
         Ok(EchoServer {
             service,
             addr,
+            routes,
             task,
         })
     }
@@ -65,6 +138,17 @@ impl EchoServer {
 
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    /// Where the app calls each service: its own sidecar's outbound listeners (replaces any
+    /// earlier routes, e.g. after the sidecar was replaced).
+    pub fn set_routes(&self, routes: BTreeMap<String, SocketAddr>) {
+        // A poisoned lock only means a writer panicked; the routes are replaced wholesale.
+        let mut guard = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = routes;
     }
 
     /// Stops accepting and closes every connection.
@@ -81,7 +165,7 @@ impl Drop for EchoServer {
     }
 }
 
-async fn serve(listener: TcpListener, service: String) {
+async fn serve(listener: TcpListener, service: String, routes: Routes) {
     // Connections live in this set, so aborting the accept task drops (and aborts) them all:
     // Envoy keeps upstream connections open, which would otherwise outlive the app.
     let mut connections = JoinSet::new();
@@ -90,10 +174,12 @@ async fn serve(listener: TcpListener, service: String) {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let service = service.clone();
+                let routes = routes.clone();
                 connections.spawn(async move {
                     let handler = hyper::service::service_fn(move |req| {
                         let service = service.clone();
-                        async move { Ok::<_, Infallible>(answer(&service, &req)) }
+                        let routes = routes.clone();
+                        async move { Ok::<_, Infallible>(answer(&service, &routes, &req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
@@ -106,7 +192,7 @@ async fn serve(listener: TcpListener, service: String) {
     }
 }
 
-fn answer(service: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(service: &str, routes: &Routes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let peer = req
         .headers()
         .get_all(XFCC_HEADER)
@@ -114,22 +200,128 @@ fn answer(service: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         .filter_map(|v| v.to_str().ok())
         .filter_map(peer_from_xfcc)
         .next_back();
-    let reply = EchoReply {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let mut reply = EchoReply {
         service: service.to_owned(),
         method: req.method().as_str().to_owned(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned()),
+        path,
         peer,
+        forwarded: None,
+    };
+    let hops: Vec<String> = req
+        .headers()
+        .get_all(FORWARD_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let status = match hops.split_first() {
+        None => StatusCode::OK,
+        Some(_) if hops.len() > MAX_HOPS => StatusCode::BAD_REQUEST,
+        Some((next, rest)) => {
+            let route = routes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(next)
+                .copied();
+            let forwarded = match route {
+                Some(outbound) => call_on(outbound, req.method(), &reply.path, next, rest).await,
+                None => Forwarded {
+                    to: next.clone(),
+                    status: StatusCode::BAD_GATEWAY.as_u16(),
+                    reply: None,
+                    detail: Some(format!("{service}'s sidecar has no route to {next}")),
+                },
+            };
+            let status = StatusCode::from_u16(forwarded.status)
+                .ok()
+                .filter(|s| !s.is_success())
+                .unwrap_or(StatusCode::OK);
+            reply.forwarded = Some(Box::new(forwarded));
+            status
+        }
     };
     let body = serde_json::to_vec(&reply).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Calls `next` through the sidecar's plaintext outbound listener `outbound`.
+async fn call_on(
+    outbound: SocketAddr,
+    method: &hyper::Method,
+    path: &str,
+    next: &str,
+    rest: &[String],
+) -> Forwarded {
+    let failed = |status: StatusCode, detail: String| Forwarded {
+        to: next.to_owned(),
+        status: status.as_u16(),
+        reply: None,
+        detail: Some(detail),
+    };
+    let call = async {
+        let stream = TcpStream::connect(outbound)
+            .await
+            .map_err(|e| format!("connect {outbound}: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake with {outbound}: {e}"))?;
+        let conn_task = tokio::spawn(conn);
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(hyper::header::HOST, next);
+        if !rest.is_empty() {
+            request = request.header(FORWARD_HEADER, rest.join(","));
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{method} {path} via {outbound}: {e}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_FORWARDED_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the response: {e}"))?
+            .to_bytes();
+        conn_task.abort();
+        Ok::<_, String>((status, body))
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        Err(_) => failed(
+            StatusCode::BAD_GATEWAY,
+            format!("no response from {next} within {FORWARD_TIMEOUT:?}"),
+        ),
+        Ok(Err(e)) => failed(StatusCode::BAD_GATEWAY, e),
+        Ok(Ok((status, body))) => match serde_json::from_slice::<EchoReply>(&body) {
+            Ok(reply) => Forwarded {
+                to: next.to_owned(),
+                status: status.as_u16(),
+                reply: Some(reply),
+                detail: None,
+            },
+            Err(_) => failed(
+                status,
+                String::from_utf8_lossy(&body).chars().take(200).collect(),
+            ),
+        },
+    }
 }
 
 /// The `URI` of the last element of an XFCC header value (the one the nearest proxy added),
@@ -213,8 +405,67 @@ mod tests {
                 method: "DELETE".into(),
                 path: "/quotes/1?x=y".into(),
                 peer: Some("spiffe://td/a".into()),
+                forwarded: None,
             }
         );
         server.shutdown().await;
+    }
+
+    async fn get(addr: SocketAddr, headers: &str) -> (u16, EchoReply) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("POST /v1/decide HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap();
+        (status, serde_json::from_str(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn forwards_along_the_requested_chain_through_its_routes() {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let a = EchoServer::start("a", any).await.unwrap();
+        let b = EchoServer::start("b", any).await.unwrap();
+        let c = EchoServer::start("c", any).await.unwrap();
+        a.set_routes([("b".to_owned(), b.addr())].into());
+        b.set_routes([("c".to_owned(), c.addr())].into());
+        let (status, reply) = get(a.addr(), "x-meshproof-forward: b, c\r\n").await;
+        assert_eq!(status, 200);
+        let services: Vec<&str> = reply.hops().iter().map(|h| h.service.as_str()).collect();
+        assert_eq!(services, ["a", "b", "c"]);
+        assert!(
+            reply
+                .hops()
+                .iter()
+                .all(|h| h.path == "/v1/decide" && h.method == "POST")
+        );
+        assert!(reply.broken_hop().is_none());
+
+        // No route from b to a: b answers 502 and the chain says where it broke.
+        let (status, reply) = get(a.addr(), "x-meshproof-forward: b,a\r\n").await;
+        assert_eq!(status, 502);
+        let (at, hop) = reply.broken_hop().unwrap();
+        assert_eq!(
+            (at.service.as_str(), hop.to.as_str(), hop.status),
+            ("b", "a", 502)
+        );
+
+        // A route to nothing is a 502 with the reason, never a hang or a success.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        b.set_routes([("c".to_owned(), closed)].into());
+        let (status, reply) = get(b.addr(), "x-meshproof-forward: c\r\n").await;
+        assert_eq!(status, 502);
+        assert!(reply.forwarded.unwrap().detail.unwrap().contains("connect"));
+
+        let too_many = format!("x-meshproof-forward: {}\r\n", ["b"; MAX_HOPS + 1].join(","));
+        let (status, reply) = get(a.addr(), &too_many).await;
+        assert_eq!(status, 400);
+        assert!(reply.forwarded.is_none());
     }
 }

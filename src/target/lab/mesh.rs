@@ -76,12 +76,16 @@ fn host(subnet: [u8; 3], i: usize) -> IpAddr {
 }
 
 /// A /24 inside 127.0.0.0/8 (never 127.0.0.0/24) where every workload's port is free, so runs in
-/// parallel on one machine do not collide. Derived from the process id, then probed.
+/// parallel on one machine do not collide. Derived from the process id and a per-process count
+/// of meshes (Envoy binds listeners with `SO_REUSEPORT`, so two meshes started at once on one
+/// subnet would both bind and share each other's connections), then probed.
 fn free_subnet(ports: &[u16]) -> Result<[u8; 3], String> {
+    static MESHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     if ports.len() > 250 {
         return Err(format!("{} workloads do not fit in one /24", ports.len()));
     }
-    let seed = std::process::id() as usize;
+    let nth = MESHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as usize).wrapping_add(nth.wrapping_mul(104_729));
     for attempt in 0..64 {
         let n = (seed
             .wrapping_mul(2_654_435_761)
@@ -112,10 +116,34 @@ impl std::fmt::Debug for LabMesh {
 }
 
 impl LabMesh {
+    /// Starts the mesh with every workload's initial SVID from `pki` (the profile's TTL, issued
+    /// when the lab PKI was built): for meshes nothing renews, like a drill's.
     pub async fn start(
         profile: &Profile,
         configured: &Configured,
         pki: &LabPki,
+        bundle: TrustBundle,
+        workdir: &Path,
+    ) -> Result<LabMesh, MeshError> {
+        let initial = |identity: &Identity| {
+            pki.svids
+                .initial(&identity.spiffe_id.to_string())
+                .map(Credentials::from_svid)
+                .ok_or_else(|| {
+                    MeshError::Setup(format!(
+                        "the lab CA issued no SVID to {}",
+                        identity.spiffe_id
+                    ))
+                })
+        };
+        LabMesh::start_with(profile, configured, initial, bundle, workdir).await
+    }
+
+    /// Starts the mesh with the credentials `credentials` gives each lab identity.
+    pub async fn start_with(
+        profile: &Profile,
+        configured: &Configured,
+        credentials: impl Fn(&Identity) -> Result<Credentials, MeshError>,
         bundle: TrustBundle,
         workdir: &Path,
     ) -> Result<LabMesh, MeshError> {
@@ -200,18 +228,8 @@ impl LabMesh {
                     listen_port: 0,
                 })
                 .collect();
-            let svid = pki
-                .svids
-                .get(&identity.spiffe_id.to_string())
-                .ok_or_else(|| {
-                    MeshError::Setup(format!(
-                        "the lab CA issued no SVID to {}",
-                        identity.spiffe_id
-                    ))
-                })?;
             let dir = workdir.join(identity.label().replace(['/', '@'], "_"));
-            let sidecar =
-                Sidecar::start(&envoy, &spec, &Credentials::from_svid(svid), &dir).await?;
+            let sidecar = Sidecar::start(&envoy, &spec, &credentials(identity)?, &dir).await?;
             workloads.insert(
                 identity.label(),
                 Workload {
@@ -221,14 +239,26 @@ impl LabMesh {
                 },
             );
         }
-        Ok(LabMesh {
+        let mesh = LabMesh {
             profile: profile.name.clone(),
             workloads,
             serving,
             bundle,
             envoy_version: envoy.version().to_owned(),
             started_in: started.elapsed(),
-        })
+        };
+        mesh.wire_apps();
+        Ok(mesh)
+    }
+
+    /// Points every echo app at its own sidecar's outbound listeners, so an app asked to call on
+    /// (see [`super::echo`]) goes through its sidecar, as a workload's traffic does in a mesh.
+    pub fn wire_apps(&self) {
+        for workload in self.workloads.values() {
+            workload
+                .echo
+                .set_routes(workload.sidecar.outbound_addrs().clone());
+        }
     }
 
     /// The workload that sends as `caller` (the base identity of a service).
@@ -425,6 +455,10 @@ impl LabMesh {
             .workloads
             .get_mut(label)
             .ok_or_else(|| MeshError::Setup(format!("no lab workload {label}")))?;
+        // The replacement's outbound listeners have ports of their own.
+        workload
+            .echo
+            .set_routes(replacement.outbound_addrs().clone());
         Ok(std::mem::replace(&mut workload.sidecar, replacement))
     }
 

@@ -189,6 +189,29 @@ impl SdsDir {
         Ok(SdsGeneration { name: generation })
     }
 
+    /// Gives the directory and everything in it to `uid:gid`, for an Envoy that runs as that
+    /// user and must read the secret. Symlinks themselves are re-owned, never followed. Call it
+    /// again after every [`SdsDir::write`]: a new generation is created by the harness's user.
+    pub fn hand_to(&self, uid: u32, gid: u32) -> Result<(), SdsError> {
+        fn walk(path: &Path, uid: u32, gid: u32) -> Result<(), SdsError> {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                .map_err(|source| io(path, "changing the owner", source))?;
+            let meta = fs::symlink_metadata(path)
+                .map_err(|source| io(path, "reading metadata", source))?;
+            if meta.is_dir() {
+                let entries = fs::read_dir(path)
+                    .map_err(|source| io(path, "listing the directory", source))?;
+                for entry in entries {
+                    let entry =
+                        entry.map_err(|source| io(path, "listing the directory", source))?;
+                    walk(&entry.path(), uid, gid)?;
+                }
+            }
+            Ok(())
+        }
+        walk(&self.root, uid, gid)
+    }
+
     /// Replaces the validation-context secret's `validation_context` (an Envoy
     /// `CertificateValidationContext` as JSON, e.g. one with the SPIFFE validator). The file is
     /// replaced by a rename, so a running Envoy picks the change up like a certificate swap.

@@ -74,17 +74,17 @@ use super::sds::{SdsDir, SdsError, SdsGeneration};
 use super::spire::{sds_certificate, sds_cluster, sds_validation_context};
 use crate::spiffe::{SpiffeId, TrustDomain};
 
-const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
-const DOWNSTREAM_TLS: &str =
+pub(super) const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+pub(super) const DOWNSTREAM_TLS: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
-const UPSTREAM_TLS: &str =
+pub(super) const UPSTREAM_TLS: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const SPIFFE_VALIDATOR: &str = "envoy.tls.cert_validator.spiffe";
 const SPIFFE_VALIDATOR_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig";
-const HCM: &str = "envoy.filters.network.http_connection_manager";
-const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const HTTP_RBAC: &str = "envoy.filters.http.rbac";
+pub(super) const HCM: &str = "envoy.filters.network.http_connection_manager";
+pub(super) const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+pub(super) const HTTP_RBAC: &str = "envoy.filters.http.rbac";
 const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
@@ -425,6 +425,11 @@ impl Sidecar {
         self.outbound.get(upstream).copied()
     }
 
+    /// Every outbound listener, by upstream name.
+    pub fn outbound_addrs(&self) -> &BTreeMap<String, SocketAddr> {
+        &self.outbound
+    }
+
     pub fn admin(&self) -> AdminClient {
         self.envoy.admin()
     }
@@ -627,37 +632,47 @@ pub fn validation_context(
             "trusted_ca": { "filename": sds.root_cert_path() },
             "watched_directory": { "path": sds.path() },
         }),
-        PeerValidation::Spiffe => {
-            let mut domains = vec![json!({
-                "name": spec.spiffe_id.trust_domain().as_str(),
-                "trust_bundle": { "filename": sds.root_cert_path() },
-            })];
-            for (td, path) in federated {
-                if td != spec.spiffe_id.trust_domain() {
-                    domains.push(json!({
-                        "name": td.as_str(),
-                        "trust_bundle": { "filename": path },
-                    }));
-                }
-            }
-            json!({
-                "custom_validator_config": {
-                    "name": SPIFFE_VALIDATOR,
-                    "typed_config": {
-                        "@type": SPIFFE_VALIDATOR_TYPE,
-                        "trust_domains": domains,
-                    }
-                }
-            })
-        }
+        PeerValidation::Spiffe => spiffe_validation(spec.spiffe_id.trust_domain(), sds, federated),
     }
 }
 
-fn socket_address(ip: IpAddr, port: u16) -> Value {
+/// Envoy's SPIFFE validator with `own`'s bundle from `sds` plus the `federated` bundles.
+pub(super) fn spiffe_validation(
+    own: &TrustDomain,
+    sds: &SdsDir,
+    federated: &[(TrustDomain, PathBuf)],
+) -> Value {
+    let mut domains = vec![json!({
+        "name": own.as_str(),
+        "trust_bundle": { "filename": sds.root_cert_path() },
+    })];
+    for (td, path) in federated {
+        if td != own {
+            domains.push(json!({
+                "name": td.as_str(),
+                "trust_bundle": { "filename": path },
+            }));
+        }
+    }
+    json!({
+        "custom_validator_config": {
+            "name": SPIFFE_VALIDATOR,
+            "typed_config": {
+                "@type": SPIFFE_VALIDATOR_TYPE,
+                "trust_domains": domains,
+            }
+        }
+    })
+}
+
+pub(super) fn socket_address(ip: IpAddr, port: u16) -> Value {
     json!({ "socket_address": { "address": ip.to_string(), "port_value": port } })
 }
 
-fn common_tls_context(source: CertSource<'_>, default_validation: Option<Value>) -> Value {
+pub(super) fn common_tls_context(
+    source: CertSource<'_>,
+    default_validation: Option<Value>,
+) -> Value {
     let (certificate, validation) = match source {
         CertSource::File(sds) => (sds.cert_secret_config(), sds.validation_secret_config()),
         CertSource::SpireAgent(agent) => (
@@ -687,7 +702,7 @@ fn common_tls_context(source: CertSource<'_>, default_validation: Option<Value>)
 }
 
 /// `value` as a filter: itself when it already has `typed_config`, else wrapped under `name`.
-fn as_filter(name: &str, value: &Value) -> Value {
+pub(super) fn as_filter(name: &str, value: &Value) -> Value {
     if value.get("typed_config").is_some() {
         value.clone()
     } else {
@@ -695,7 +710,7 @@ fn as_filter(name: &str, value: &Value) -> Value {
     }
 }
 
-fn router() -> Value {
+pub(super) fn router() -> Value {
     json!({ "name": "envoy.filters.http.router", "typed_config": { "@type": ROUTER_TYPE } })
 }
 
@@ -843,21 +858,25 @@ pub fn bootstrap_with(spec: &SidecarSpec, source: CertSource<'_>) -> Value {
         "node": node,
         "admin": { "address": socket_address(IpAddr::V4(Ipv4Addr::LOCALHOST), 0) },
         "static_resources": { "listeners": listeners, "clusters": clusters },
-        // A bound on downstream connections: Envoy warns at start-up without one, and a quiet
-        // log keeps the tail quoted in start-up errors to the point.
-        "overload_manager": {
-            "resource_monitors": [{
-                "name": "envoy.resource_monitors.global_downstream_max_connections",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
-                    "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
-                }
-            }]
-        },
+        "overload_manager": overload_manager(),
     })
 }
 
-fn endpoint(cluster: &str, addr: SocketAddr) -> Value {
+/// A bound on downstream connections: Envoy warns at start-up without one, and a quiet log keeps
+/// the tail quoted in start-up errors to the point.
+pub(super) fn overload_manager() -> Value {
+    json!({
+        "resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": MAX_DOWNSTREAM_CONNECTIONS,
+            }
+        }]
+    })
+}
+
+pub(super) fn endpoint(cluster: &str, addr: SocketAddr) -> Value {
     json!({
         "cluster_name": cluster,
         "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(addr.ip(), addr.port()) } }] }],
