@@ -311,7 +311,14 @@ async fn serves_its_svid(world: &mut MeshWorld, service: String) {
         .pki(&profile)
         .unwrap_or_else(|e| harness_error!("{e}"));
     let id = workload.identity.spiffe_id.to_string();
-    let Some(issued) = pki.svids.get(&id) else {
+    let newest_serial = || {
+        pki.svids
+            .get(&id)
+            .map(|svid| crate::target::lab::envoy::normalize_serial(svid.serial_hex()))
+    };
+    // The renewal task may issue a new SVID while /certs is read: the served one must be the
+    // newest issued either just before or just after that read.
+    let Some(before) = newest_serial() else {
         harness_error!("no SVID issued to {id}")
     };
     let served = workload
@@ -320,9 +327,13 @@ async fn serves_its_svid(world: &mut MeshWorld, service: String) {
         .served_leaves()
         .await
         .unwrap_or_else(|e| harness_error!("{e}"));
-    let want = crate::target::lab::envoy::normalize_serial(issued.serial_hex());
+    let after = newest_serial().unwrap_or_else(|| before.clone());
+    let is_issued = |serial: &str| {
+        let serial = crate::target::lab::envoy::normalize_serial(serial);
+        serial == before || serial == after
+    };
     let outcome = match served.iter().find(|c| c.uri_sans.iter().any(|u| u == &id)) {
-        Some(c) if crate::target::lab::envoy::normalize_serial(&c.serial_hex) == want => Ok((
+        Some(c) if is_issued(&c.serial_hex) => Ok((
             format!(
                 "serves {id}, serial {}, until {}",
                 c.serial_hex,
@@ -343,9 +354,8 @@ async fn serves_its_svid(world: &mut MeshWorld, service: String) {
             ],
         )),
         Some(c) => Err(format!(
-            "serves {id} with serial {}, but the CA issued {}",
-            c.serial_hex,
-            issued.serial_hex()
+            "serves {id} with serial {}, but the CA issued {after}",
+            c.serial_hex
         )),
         None => Err(format!(
             "serves no certificate for {id} (admin /certs shows {:?})",

@@ -498,6 +498,8 @@ mod tests {
 
     /// Every check id the project records today, and the ones the plan names (DESIGN.md).
     pub(crate) const KNOWN_CHECKS: &[&str] = &[
+        "ingress.chain",
+        "ingress.refuses",
         "identity.svid",
         "identity.schema",
         "identity.spiffe-id-form",

@@ -392,6 +392,9 @@ fn versions(context: &RunContext) -> std::collections::BTreeMap<String, String> 
     if let Some(envoy) = context.lab.envoy_version() {
         versions.insert("envoy".to_owned(), envoy);
     }
+    if let Some(scale) = context.lab.ttl_report() {
+        versions.insert(crate::results::LAB_TTL_SCALE.into(), scale);
+    }
     if let Some(spire) = context.lab.spire_report() {
         versions.insert("spire-server".to_owned(), spire.binaries.server_version);
         versions.insert("spire-agent".to_owned(), spire.binaries.agent_version);
