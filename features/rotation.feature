@@ -17,7 +17,7 @@ Feature: Certificate rotation without downtime
       | profile |
 
   # Lab-CA profiles: the sidecars hold SVIDs of the profile's TTL scaled down for the lab
-  # (MESHPROOF_LAB_TTL_SCALE, default 1:1800: 12 h → 24 s), and the lab's renewal task re-issues each
+  # (MESHPROOF_LAB_TTL_SCALE, default 1:4320: 12 h → 10 s), and the lab's renewal task re-issues each
   # one half-way through its lifetime (Istio's grace period ratio 0.5), delivered by an SDS directory
   # swap; the renewed serial, SAN and validity are read back from the sidecar's admin /certs, like
   # `istioctl proxy-config secret`, and every renewal of the run must have been at half-life.

@@ -4,10 +4,11 @@
 //!
 //! A profile promises production lifetimes (TradePulse: 12 h workload certificates). Waiting half
 //! a day for a renewal is not a test, so the lab divides the profile's workload TTL by a whole
-//! factor, `1:N`: with the default N = [`DEFAULT_FACTOR`] (1800) a 12 h TTL becomes 24 s, and a
-//! renewal at half-life happens 12 s after each issue — quick to observe, and far from the
-//! milliseconds a renewal takes, so a loaded machine does not turn it into an expiry. The result
-//! is never shorter than [`MIN_LAB_TTL`]: a 1 h TTL at 1:1800 would be 2 s, which leaves a
+//! factor, `1:N`: with the default N = [`DEFAULT_FACTOR`] (4320) a 12 h TTL becomes 10 s, and a
+//! renewal at half-life happens 5 s after each issue — quick enough for the whole checklist to
+//! observe one within its 10 s budget, and still far from the milliseconds a renewal takes, so a
+//! loaded machine does not turn it into an expiry. The result is never shorter than
+//! [`MIN_LAB_TTL`]: a 1 h TTL at 1:4320 would be under a second, which leaves a
 //! scheduler hiccup no margin; such a profile gets [`MIN_LAB_TTL`] and reports say so.
 //!
 //! The factor is set with the environment variable [`ENV`] (`MESHPROOF_LAB_TTL_SCALE=3600`, a
@@ -19,8 +20,8 @@ use std::time::Duration;
 
 /// The environment variable that sets the factor.
 pub const ENV: &str = "MESHPROOF_LAB_TTL_SCALE";
-/// The default factor: one lab second stands for half an hour.
-pub const DEFAULT_FACTOR: u32 = 1800;
+/// The default factor: one lab second stands for 72 minutes.
+pub const DEFAULT_FACTOR: u32 = 4320;
 /// The shortest workload TTL the lab issues, whatever the factor.
 pub const MIN_LAB_TTL: Duration = Duration::from_secs(10);
 
@@ -84,7 +85,7 @@ impl TtlScale {
         scaled.max(MIN_LAB_TTL).min(profile_ttl)
     }
 
-    /// For reports: `1:1800 (workload TTL 12h → 24s in the lab, renewed at half-life: 12s)`.
+    /// For reports: `1:4320 (workload TTL 12h → 10s in the lab, renewed at half-life: 5s)`.
     pub fn describe(self, profile_ttl: Duration) -> String {
         let lab = self.lab_ttl(profile_ttl);
         let floor = if lab == MIN_LAB_TTL && profile_ttl / self.factor < MIN_LAB_TTL {
@@ -114,12 +115,12 @@ mod tests {
     const H12: Duration = Duration::from_secs(12 * 3600);
 
     #[test]
-    fn the_default_turns_twelve_hours_into_twenty_four_seconds() {
+    fn the_default_turns_twelve_hours_into_ten_seconds() {
         let scale = TtlScale::default();
-        assert_eq!(scale.lab_ttl(H12), Duration::from_secs(24));
+        assert_eq!(scale.lab_ttl(H12), Duration::from_secs(10));
         assert_eq!(
             scale.describe(H12),
-            "1:1800 (workload TTL 12h → 24s in the lab, renewed at half-life: 12s)"
+            "1:4320 (workload TTL 12h → 10s in the lab, renewed at half-life: 5s)"
         );
     }
 
