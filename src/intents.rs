@@ -4,7 +4,11 @@
 //! allowed exactly when an allow intent covers that endpoint and the method is one the endpoint
 //! serves; everything else is denied (the runbooks' "anything not allowed is denied"). On top, for
 //! each endpoint one method it does not serve (denied: access must be as narrow as promised).
-//! Static prediction (`verify`) and live probes (lab, kind) judge the same list.
+//! Static prediction (`verify`) and live probes (lab, kind) judge the same list; `verify` judges
+//! every pair an intent names and a default-deny sample of the others (see
+//! [`crate::verify::sample`]), built pair by pair with [`calls_between`].
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -15,6 +19,8 @@ use crate::spiffe::SpiffeId;
 pub struct ExpectedCall {
     pub from: String,
     pub to: String,
+    /// The callee's namespace, where the policies that decide the call live.
+    pub to_namespace: String,
     /// The caller's identity in the lab environment.
     pub principal: SpiffeId,
     pub endpoint: String,
@@ -53,42 +59,91 @@ fn unserved_method(endpoint: &Endpoint) -> Option<&'static str> {
         .find(|m| !endpoint.methods.iter().any(|x| x == m))
 }
 
-fn covering<'a>(
-    profile: &'a Profile,
-    from: &str,
-    to: &str,
-    endpoint: &str,
-    decision: Decision,
-) -> Option<&'a Intent> {
-    profile.intents.iter().find(|i| {
-        i.decision == decision
-            && i.from == from
-            && i.to == to
-            && (i.endpoints.is_empty() || i.endpoints.iter().any(|e| e == endpoint))
-    })
+/// The intents of a profile filed by caller → callee, so finding those of one pair is a lookup,
+/// not a scan of every intent.
+pub struct IntentIndex<'a> {
+    /// caller → callee → intents.
+    by_caller: HashMap<&'a str, HashMap<&'a str, Vec<&'a Intent>>>,
+}
+
+impl<'a> IntentIndex<'a> {
+    pub fn new(profile: &'a Profile) -> IntentIndex<'a> {
+        let mut by_caller: HashMap<&str, HashMap<&str, Vec<&Intent>>> = HashMap::new();
+        for intent in &profile.intents {
+            by_caller
+                .entry(intent.from.as_str())
+                .or_default()
+                .entry(intent.to.as_str())
+                .or_default()
+                .push(intent);
+        }
+        IntentIndex { by_caller }
+    }
+
+    /// The intents from `from` to `to`, in profile order.
+    pub fn between(&self, from: &str, to: &str) -> &[&'a Intent] {
+        self.by_caller
+            .get(from)
+            .and_then(|callees| callees.get(to))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The callees some intent from `from` names.
+    pub fn callees_of(&self, from: &str) -> impl Iterator<Item = &'a str> + '_ {
+        self.by_caller
+            .get(from)
+            .into_iter()
+            .flat_map(|callees| callees.keys().copied())
+    }
+
+    fn covering(
+        &self,
+        from: &str,
+        to: &str,
+        endpoint: &str,
+        decision: Decision,
+    ) -> Option<&'a Intent> {
+        self.between(from, to).iter().copied().find(|i| {
+            i.decision == decision
+                && (i.endpoints.is_empty() || i.endpoints.iter().any(|e| e == endpoint))
+        })
+    }
 }
 
 pub fn matrix(profile: &Profile) -> Vec<ExpectedCall> {
+    let intents = IntentIndex::new(profile);
     let mut out = Vec::new();
     for caller in &profile.services {
-        let Some(principal) = profile.identity_of(&caller.name) else {
+        let Some(principal) = profile.lab_identity(caller) else {
             continue;
         };
-        for callee in profile
-            .services
-            .iter()
-            .filter(|s| s.name != caller.name && s.role != Role::Ingress)
-        {
-            for endpoint in &callee.endpoints {
-                push_endpoint(profile, caller, callee, endpoint, &principal, &mut out);
-            }
+        for callee in &profile.services {
+            calls_between(&intents, caller, &principal, callee, &mut out);
         }
     }
     out
 }
 
+/// Appends the requests from `caller` (as `principal`) to `callee`: every endpoint and method,
+/// plus one unserved method per allowed endpoint. Nothing for a service calling itself or an
+/// ingress callee (the ingress gateway is called from outside the mesh).
+pub fn calls_between(
+    intents: &IntentIndex<'_>,
+    caller: &Service,
+    principal: &SpiffeId,
+    callee: &Service,
+    out: &mut Vec<ExpectedCall>,
+) {
+    if caller.name == callee.name || callee.role == Role::Ingress {
+        return;
+    }
+    for endpoint in &callee.endpoints {
+        push_endpoint(intents, caller, callee, endpoint, principal, out);
+    }
+}
+
 fn push_endpoint(
-    profile: &Profile,
+    intents: &IntentIndex<'_>,
     caller: &Service,
     callee: &Service,
     endpoint: &Endpoint,
@@ -96,24 +151,13 @@ fn push_endpoint(
     out: &mut Vec<ExpectedCall>,
 ) {
     let port = callee.ports.first().map(|p| p.port).unwrap_or(0);
-    let allow = covering(
-        profile,
-        &caller.name,
-        &callee.name,
-        &endpoint.name,
-        Decision::Allow,
-    );
-    let deny = covering(
-        profile,
-        &caller.name,
-        &callee.name,
-        &endpoint.name,
-        Decision::Deny,
-    );
+    let allow = intents.covering(&caller.name, &callee.name, &endpoint.name, Decision::Allow);
+    let deny = intents.covering(&caller.name, &callee.name, &endpoint.name, Decision::Deny);
     let call =
         |method: &str, expected: Decision, intent: Option<&Intent>, why: String| ExpectedCall {
             from: caller.name.clone(),
             to: callee.name.clone(),
+            to_namespace: callee.namespace.clone(),
             principal: principal.clone(),
             endpoint: endpoint.name.clone(),
             method: method.to_owned(),

@@ -23,3 +23,4 @@ pub mod spiffe;
 pub mod steps;
 pub mod target;
 pub mod verify;
+pub mod yaml_limits;

@@ -6,6 +6,7 @@ use cucumber::{given, then, when};
 use super::{MeshWorld, harness_error};
 use crate::checks::{self, intents, live};
 use crate::pki::Chaos;
+use crate::policy::istio::PolicyIndex;
 use crate::probe::{Probe, ProbeIdentity};
 use crate::profile::{Decision, IdentityProvider};
 use crate::results::{CheckResult, Status};
@@ -62,12 +63,12 @@ async fn calls_every_endpoint(world: &mut MeshWorld, from: String, to: String) {
 
 #[then("every call was decided as the profile promises, and as the manifests predict")]
 fn decided_as_promised(world: &mut MeshWorld) {
-    let profile = world.profile();
     let configured = world.configured();
     let attributed = matches!(world.live(), LiveMesh::Lab(_));
+    let policies = PolicyIndex::new(&configured.policies);
     let mut failures = Vec::new();
     for (call, observation) in std::mem::take(&mut world.observations) {
-        let decision = intents::predict(&profile, &configured.policies, &call);
+        let decision = intents::predict(&policies, &call);
         let predicted = if decision.allowed {
             Decision::Allow
         } else {

@@ -3,6 +3,7 @@ use cucumber::{given, then, when};
 use super::{MeshWorld, harness_error};
 use crate::checks::{self, intents, mtls};
 use crate::policy::gatekeeper::{Operation, load_manifests};
+use crate::policy::istio::PolicyIndex;
 use crate::target::on_cluster;
 
 #[given("the manifests configured for it")]
@@ -27,9 +28,10 @@ fn predicted_as_promised(world: &mut MeshWorld, from: String, to: String) {
         harness_error!("the intent matrix has no request from {from} to {to}");
     }
     // Record every verdict, then fail with all mismatches at once.
+    let policies = PolicyIndex::new(&configured.policies);
     let mut failures = Vec::new();
     for call in &calls {
-        let result = intents::judge_static(&profile, &configured.policies, call);
+        let result = intents::judge_static(&policies, call);
         if result.status == crate::results::Status::Failed {
             failures.push(result.summary.clone());
         }

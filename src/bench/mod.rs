@@ -505,7 +505,9 @@ pub fn targets(report: &BenchReport) -> Vec<TargetCheck> {
             (Some(p), Some(v)) if p.measured => format!(
                 "{} s; time ∝ services^{}",
                 num(p.total.median),
-                v.exponent.map(|k| format!("{k:.2}")).unwrap_or_else(|| "?".into())
+                v.exponent
+                    .map(|k| format!("{k:.2}"))
+                    .unwrap_or_else(|| "?".into())
             ),
             (Some(p), _) => format!(
                 "not run ({}); projected {} s",
@@ -525,9 +527,11 @@ pub fn targets(report: &BenchReport) -> Vec<TargetCheck> {
             .filter(|p| p.measured)
             .map(|p| {
                 format!(
-                    "the intent matrix: {} requests for {} services (one per caller → callee pair and method); verify {} s of {} s, load {} s, parse {} s",
-                    p.matrix_calls,
-                    p.services,
+                    "{}; verify {} s of {} s, load {} s, parse {} s",
+                    p.coverage
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     num(p.verify.median),
                     num(p.total.median),
                     num(p.load.median),

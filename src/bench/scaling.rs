@@ -2,12 +2,12 @@
 //!
 //! Each repetition does what `meshproof verify` does for one profile: parse and validate the
 //! profile text, load the rendered manifests folder (Istio policies + Gatekeeper objects), and
-//! judge every verdict ([`crate::verify::verify`]). Generating and rendering the synthetic
-//! profile is setup and is not part of the figure.
+//! judge every verdict ([`crate::verify::verify`], with its default-deny sample). Generating and
+//! rendering the synthetic profile is setup and is not part of the figure.
 //!
-//! The intent matrix has one request per caller → callee pair, so a size is only attempted when
-//! its projected memory fits in half of `MemAvailable` and its projected time fits the budget;
-//! otherwise the point is reported as projected from the measured ones, never as measured.
+//! A size is only attempted when its memory and time, projected along the curve measured so far,
+//! fit in half of `MemAvailable` and in the budget; otherwise the point is reported as projected
+//! from the measured ones, never as measured.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use super::procfs;
 use super::stats::{Stat, fitted_exponent};
-use super::synthetic::{self, SyntheticMesh};
+use super::synthetic::SyntheticMesh;
 use crate::results::Status;
+use crate::verify::{Coverage, Sampling};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ScalingOptions {
@@ -32,8 +33,8 @@ pub struct ScalingOptions {
 pub struct ScalingPoint {
     pub services: usize,
     pub intents: usize,
-    /// Requests of the intent matrix (computed, not built, when the point was not measured).
-    pub matrix_calls: u64,
+    /// What verify judged: pairs, default-deny sample, requests (`None` when not measured).
+    pub coverage: Option<Coverage>,
     /// Measured, or skipped with the reason and projections.
     pub measured: bool,
     pub skipped: Option<String>,
@@ -83,7 +84,7 @@ fn skipped(services: usize, k: usize, reason: String) -> ScalingPoint {
     ScalingPoint {
         services,
         intents: services * k.min(services.saturating_sub(1)),
-        matrix_calls: synthetic::matrix_calls(services, k),
+        coverage: None,
         measured: false,
         skipped: Some(reason),
         verdicts: 0,
@@ -100,10 +101,10 @@ fn skipped(services: usize, k: usize, reason: String) -> ScalingPoint {
     }
 }
 
-/// Projects (seconds, KiB) for `services` from the measured points: time along the fitted
-/// exponent through the largest measured point (quadratic when only one point is known, since
-/// the matrix is), memory per matrix call of the largest measured point.
-fn project(points: &[ScalingPoint], services: usize, calls: u64) -> (Option<f64>, Option<u64>) {
+/// Projects (seconds, KiB) for `services` from the measured points, along the fitted exponent
+/// through the largest measured point (quadratic when only one point is known: the worst this
+/// code has ever been).
+fn project(points: &[ScalingPoint], services: usize) -> (Option<f64>, Option<u64>) {
     let measured: Vec<&ScalingPoint> = points.iter().filter(|p| p.measured).collect();
     let Some(last) = measured.iter().max_by_key(|p| p.services) else {
         return (None, None);
@@ -113,18 +114,23 @@ fn project(points: &[ScalingPoint], services: usize, calls: u64) -> (Option<f64>
         .map(|p| (p.services as f64, p.total.median))
         .collect();
     let k = fitted_exponent(&curve).unwrap_or(2.0).max(1.0);
-    let seconds = last.total.median * (services as f64 / last.services as f64).powf(k);
-    let memory = last
-        .peak_memory_kib
-        .filter(|_| last.matrix_calls > 0)
-        .map(|m| {
-            let per_call = m as f64 / last.matrix_calls as f64;
-            (per_call * calls as f64) as u64
-        });
+    let growth = (services as f64 / last.services as f64).powf(k);
+    let seconds = last.total.median * growth;
+    let memory = last.peak_memory_kib.map(|m| (m as f64 * growth) as u64);
     (Some(seconds), memory)
 }
 
-fn one_repetition(mesh: &SyntheticMesh) -> Result<(f64, f64, f64, usize, usize), String> {
+/// Seconds to parse, load and verify, and what verify returned.
+struct Repetition {
+    parse: f64,
+    load: f64,
+    verify: f64,
+    verdicts: usize,
+    not_passed: usize,
+    coverage: Coverage,
+}
+
+fn one_repetition(mesh: &SyntheticMesh) -> Result<Repetition, String> {
     let t0 = Instant::now();
     let profile = crate::profile::parse(&mesh.profile_path, &mesh.yaml)
         .map_err(|e| format!("synthetic profile: {e}"))?;
@@ -132,22 +138,23 @@ fn one_repetition(mesh: &SyntheticMesh) -> Result<(f64, f64, f64, usize, usize),
     let configured = crate::configured::load(&profile, &mesh.dir)
         .map_err(|e| format!("synthetic manifests: {e}"))?;
     let t2 = Instant::now();
-    let results = crate::verify::verify(&profile, &configured);
+    let verification = crate::verify::verify(&profile, &configured, Sampling::DefaultDeny);
     let t3 = Instant::now();
-    let not_passed = results
+    let not_passed = verification
+        .results
         .iter()
         .filter(|r| r.status != Status::Passed)
         .count();
-    let verdicts = results.len();
-    drop(results);
+    let verdicts = verification.results.len();
     drop(configured);
-    Ok((
-        (t1 - t0).as_secs_f64(),
-        (t2 - t1).as_secs_f64(),
-        (t3 - t2).as_secs_f64(),
+    Ok(Repetition {
+        parse: (t1 - t0).as_secs_f64(),
+        load: (t2 - t1).as_secs_f64(),
+        verify: (t3 - t2).as_secs_f64(),
         verdicts,
         not_passed,
-    ))
+        coverage: verification.coverage,
+    })
 }
 
 pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> ScalingBench {
@@ -174,8 +181,7 @@ pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> Scal
             points.push(skipped(n, k, "needs at least 2 services".into()));
             continue;
         }
-        let calls = synthetic::matrix_calls(n, k);
-        let (projected_seconds, projected_memory) = project(&points, n, calls);
+        let (projected_seconds, projected_memory) = project(&points, n);
         let skip = |reason: String| {
             let mut p = skipped(n, k, reason);
             p.projected_seconds = projected_seconds;
@@ -196,7 +202,7 @@ pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> Scal
         if let (Some(need), Some(have)) = (projected_memory, procfs::mem_available_kib()) {
             if need > have / 2 {
                 points.push(skip(format!(
-                    "not run: the intent matrix of {calls} requests would need ~{} MiB (measured per request at the largest size run), more than half of the {} MiB available",
+                    "not run: projected to need ~{} MiB, more than half of the {} MiB available",
                     need / 1024,
                     have / 1024
                 )));
@@ -217,24 +223,22 @@ pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> Scal
             repetitions = repetitions.min(fit.max(1));
         }
         progress(&format!(
-            "verify: {n} services ({calls} matrix requests), {repetitions} repetition(s)"
+            "verify: {n} services, {repetitions} repetition(s)"
         ));
         let baseline = procfs::own_memory().map(|m| m.rss_kib);
         let reset = procfs::reset_own_peak();
         let (mut parse, mut load, mut verify, mut total) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut verdicts = 0;
-        let mut not_passed = 0;
+        let mut last = None;
         let mut failure = None;
         for _ in 0..repetitions {
             match one_repetition(&mesh) {
-                Ok((p, l, v, n_verdicts, bad)) => {
-                    parse.push(p);
-                    load.push(l);
-                    verify.push(v);
-                    total.push(p + l + v);
-                    verdicts = n_verdicts;
-                    not_passed = bad;
+                Ok(r) => {
+                    parse.push(r.parse);
+                    load.push(r.load);
+                    verify.push(r.verify);
+                    total.push(r.parse + r.load + r.verify);
+                    last = Some(r);
                 }
                 Err(e) => {
                     failure = Some(e);
@@ -246,18 +250,21 @@ pub fn measure(options: &ScalingOptions, mut progress: impl FnMut(&str)) -> Scal
             (true, Some(base), Some(now)) => Some(now.hwm_kib.saturating_sub(base)),
             _ => None,
         };
-        if let Some(e) = failure {
-            points.push(skipped(n, k, e));
-            continue;
-        }
+        let last = match (failure, last) {
+            (None, Some(last)) => last,
+            (failure, _) => {
+                points.push(skipped(n, k, failure.unwrap_or_else(|| "not run".into())));
+                continue;
+            }
+        };
         points.push(ScalingPoint {
             services: n,
             intents: mesh.intents,
-            matrix_calls: calls,
+            coverage: Some(last.coverage),
             measured: true,
             skipped: None,
-            verdicts,
-            not_passed,
+            verdicts: last.verdicts,
+            not_passed: last.not_passed,
             parse: Stat::of(parse),
             load: Stat::of(load),
             verify: Stat::of(verify),

@@ -1,20 +1,14 @@
 //! Synthetic profiles for the static-verify scaling curve: `n` services in namespaces of ten
 //! (one per team), each with one HTTP API endpoint, and `k` intents per service (70 % ALLOW to
 //! the next services' API, the rest DENY of everything), plus SomaAgentHub's four admission
-//! policies over every namespace. The manifests are rendered from the profile by
-//! [`crate::render`], exactly as `meshproof render` would, so a verify of them passes.
+//! policies over every namespace. The manifests are written by [`crate::render::write`], exactly
+//! as `meshproof render` writes them, so a verify of them passes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Services per namespace.
 pub const TEAM_SIZE: usize = 10;
-
-/// Documents per manifest file. The manifest loaders refuse a file of more than 1,024 YAML
-/// documents (serde-saphyr's default budget), and `meshproof render` puts three documents per
-/// service into `workloads.yaml`, so a render of more than 341 services cannot be verified as
-/// written; the synthetic manifests are written in files of at most this many documents.
-pub const DOCUMENTS_PER_FILE: usize = 250;
 
 fn service(i: usize) -> String {
     format!("svc-{i:05}")
@@ -107,15 +101,6 @@ pub fn profile_yaml(n: usize, k: usize) -> String {
     y
 }
 
-/// How many requests the intent matrix of the synthetic profile holds: every caller → callee
-/// pair × the API's two methods, plus one unserved method per ALLOW intent (see
-/// [`crate::intents::matrix`]). Used to decide, before building it, whether a size fits in memory.
-pub fn matrix_calls(n: usize, k: usize) -> u64 {
-    let k = k.min(n.saturating_sub(1));
-    let n = n as u64;
-    n * n.saturating_sub(1) * 2 + n * allows_of(k) as u64
-}
-
 /// A synthetic profile written to disk with its rendered manifests; removed on drop.
 pub struct SyntheticMesh {
     pub dir: PathBuf,
@@ -123,7 +108,7 @@ pub struct SyntheticMesh {
     pub yaml: String,
     pub services: usize,
     pub intents: usize,
-    /// Manifest files written (more than `meshproof render` writes: see [`DOCUMENTS_PER_FILE`]).
+    /// Manifest files written.
     pub manifest_files: usize,
 }
 
@@ -148,26 +133,7 @@ impl SyntheticMesh {
         let profile = crate::profile::parse(&mesh.profile_path, &mesh.yaml)
             .map_err(|e| format!("the profile is refused: {e}"))?;
         mesh.intents = profile.intents.len();
-        for rendered in crate::render::render(&profile, None) {
-            let stem = rendered.file.trim_end_matches(".yaml");
-            let chunks: Vec<&[serde_json::Value]> =
-                rendered.documents.chunks(DOCUMENTS_PER_FILE).collect();
-            for (i, chunk) in chunks.iter().enumerate() {
-                let name = if chunks.len() == 1 {
-                    rendered.file.to_owned()
-                } else {
-                    format!("{stem}-{i:03}.yaml")
-                };
-                let part = crate::render::Rendered {
-                    file: rendered.file,
-                    documents: chunk.to_vec(),
-                };
-                let path = mesh.dir.join(name);
-                std::fs::write(&path, crate::render::to_yaml(&profile, &part)?)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                mesh.manifest_files += 1;
-            }
-        }
+        mesh.manifest_files = crate::render::write(&profile, None, &mesh.dir)?.len();
         Ok(mesh)
     }
 }
@@ -183,18 +149,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_small_synthetic_profile_is_valid_and_its_matrix_is_counted_exactly() {
+    fn a_small_synthetic_profile_is_valid() {
         for (n, k) in [(2, 10), (12, 10), (30, 3)] {
             let text = profile_yaml(n, k);
             let profile = crate::profile::parse(Path::new("synthetic.yaml"), &text)
                 .unwrap_or_else(|e| panic!("{n}: {e}\n{text}"));
             assert_eq!(profile.services.len(), n);
             assert_eq!(profile.intents.len(), n * k.min(n - 1));
-            assert_eq!(
-                crate::intents::matrix(&profile).len() as u64,
-                matrix_calls(n, k),
-                "n={n} k={k}"
-            );
         }
     }
 }

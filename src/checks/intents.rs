@@ -11,32 +11,36 @@
 //! not what is enforced).
 
 use crate::intents::ExpectedCall;
-use crate::policy::istio::{self, AuthzDecision, MeshPolicies, Request};
-use crate::profile::{Decision, Profile};
+use crate::policy::istio::{AuthzDecision, PolicyIndex, PolicyRef, Request};
+use crate::profile::Decision;
 use crate::results::CheckResult;
 
 pub const STATIC: &str = "intent.static";
 pub const LIVE: &str = "intent.live";
 
-/// Istio's decision for one call of the matrix.
-pub fn predict(profile: &Profile, policies: &MeshPolicies, call: &ExpectedCall) -> AuthzDecision {
-    let namespace = profile
-        .service(&call.to)
-        .map(|s| s.namespace.as_str())
-        .unwrap_or_default();
-    let request = Request::http(
-        namespace,
+/// The request a call of the matrix is, as the callee's sidecar sees it.
+fn request(call: &ExpectedCall) -> Request {
+    Request::http(
+        &call.to_namespace,
         &[("app", call.to.as_str())],
         call.port,
         &call.method,
         &call.path,
     )
-    .from_spiffe_id(&call.principal);
-    istio::evaluate(policies, &request)
+    .from_spiffe_id(&call.principal)
+}
+
+/// Istio's decision for one call of the matrix, with its account.
+pub fn predict(policies: &PolicyIndex<'_>, call: &ExpectedCall) -> AuthzDecision {
+    policies.evaluate(&request(call))
 }
 
 pub fn decided_by(decision: &AuthzDecision) -> String {
-    match &decision.decided_by {
+    policy_label(decision.decided_by.as_ref())
+}
+
+fn policy_label(policy: Option<&PolicyRef>) -> String {
+    match policy {
         Some(p) => format!(
             "{}/{} ({}:{})",
             p.namespace,
@@ -71,18 +75,15 @@ pub fn evidence(call: &ExpectedCall, observed: Decision, decided: &str) -> Vec<(
 
 /// Judges one call statically. The verdict carries its evidence whether it passed or failed: a
 /// widened access is exactly the verdict an auditor needs the caller, callee and policy of.
-pub fn judge_static(
-    profile: &Profile,
-    policies: &MeshPolicies,
-    call: &ExpectedCall,
-) -> CheckResult {
-    let decision = predict(profile, policies, call);
-    let predicted = if decision.allowed {
+pub fn judge_static(policies: &PolicyIndex<'_>, call: &ExpectedCall) -> CheckResult {
+    let request = request(call);
+    let verdict = policies.decide(&request);
+    let predicted = if verdict.allowed {
         Decision::Allow
     } else {
         Decision::Deny
     };
-    let by = decided_by(&decision);
+    let by = policy_label(verdict.decided_by.as_ref());
     let outcome = if predicted == call.expected {
         Ok((
             format!("{} predicted {} by {by}", call.label(), word(predicted)),
@@ -103,7 +104,8 @@ pub fn judge_static(
                 .map(|l| format!("profile line {l}"))
                 .unwrap_or_else(|| "default deny".into()),
             word(predicted),
-            decision.explanation
+            // The account is only worth its cost on a mismatch.
+            policies.evaluate(&request).explanation
         ))
     };
     let mut result = super::verdict(STATIC, &call.label(), outcome);

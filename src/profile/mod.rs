@@ -36,7 +36,11 @@ pub fn load(path: &Path) -> Result<Profile, SourceErrors> {
 /// Parses profile text; `path` is used for error messages only.
 pub fn parse(path: &Path, text: &str) -> Result<Profile, SourceErrors> {
     // YAML 1.2 booleans only: a service named `y` or `on` stays a string.
-    let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        with_snippet: false,
+        budget: Some(crate::yaml_limits::budget_for(text)),
+    };
     let raw: raw::File = serde_saphyr::from_str_with_options(text, options)
         .map_err(|e| SourceErrors(vec![yaml_error(path, &e)]))?;
     validate::validate(path, raw).map_err(SourceErrors)

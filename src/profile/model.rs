@@ -218,7 +218,11 @@ impl Profile {
     }
 
     pub fn identity_of(&self, service: &str) -> Option<SpiffeId> {
-        let service = self.service(service)?;
+        self.lab_identity(self.service(service)?)
+    }
+
+    /// A service's identity in the lab environment.
+    pub fn lab_identity(&self, service: &Service) -> Option<SpiffeId> {
         self.schema
             .render(service, None, self.lab_environment.as_deref())
             .ok()

@@ -1,7 +1,7 @@
 //! Raw profile → validated [`Profile`]. Collects every problem in one pass, each with its line and
 //! the form that was expected, rather than stopping at the first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -142,13 +142,14 @@ pub fn validate(file: &Path, raw: raw::File) -> Result<Profile, Vec<SourceError>
     c.dns_label("controlPlane.namespace", &spec.control_plane.namespace);
 
     let services = services(&mut c, &spec.services, schema.as_ref());
-    let intents = intents(&mut c, &spec.intents, &services);
+    let by_name = ServicesByName::new(&services);
+    let intents = intents(&mut c, &spec.intents, &by_name);
     let egress = spec.intents.egress.as_ref().map(|egress| Egress {
         gateway: egress.gateway.clone(),
         deny_direct: egress
             .deny_direct
             .iter()
-            .filter(|name| known_service(&mut c, &services, name, "egress.denyDirect"))
+            .filter(|name| by_name.known(&mut c, name, "egress.denyDirect").is_some())
             .map(|name| name.value.clone())
             .collect(),
     });
@@ -156,7 +157,7 @@ pub fn validate(file: &Path, raw: raw::File) -> Result<Profile, Vec<SourceError>
     let spire = spec
         .spire
         .as_ref()
-        .map(|spire| spire_config(&mut c, spire, &services, schema.as_ref(), &ca, provider));
+        .map(|spire| spire_config(&mut c, spire, &by_name, schema.as_ref(), &ca, provider));
     if provider == IdentityProvider::Spire && spire.is_none() {
         c.at(
             &spec.identity.provider,
@@ -409,30 +410,50 @@ fn endpoints(c: &mut Check, raw: &[raw::Endpoint]) -> Vec<Endpoint> {
     out
 }
 
-fn known_service(c: &mut Check, services: &[Service], name: &Spanned<String>, field: &str) -> bool {
-    let known = services.iter().any(|s| s.name == name.value);
-    if !known {
-        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        c.at(
-            name,
-            format!("{field} names unknown service \"{}\"", name.value),
-            format!("one of {}", names.join(", ")),
-        );
-    }
-    known
+/// The services by name: every intent names two, so a lookup must not scan them all.
+struct ServicesByName<'s> {
+    services: &'s [Service],
+    by_name: HashMap<&'s str, &'s Service>,
 }
 
-fn intents(c: &mut Check, raw: &raw::Intents, services: &[Service]) -> Vec<Intent> {
+impl<'s> ServicesByName<'s> {
+    fn new(services: &'s [Service]) -> Self {
+        let mut by_name = HashMap::new();
+        for s in services {
+            // The first definition wins, as a duplicate is already an error.
+            by_name.entry(s.name.as_str()).or_insert(s);
+        }
+        ServicesByName { services, by_name }
+    }
+
+    /// The service `name` names, or an error listing the known ones.
+    fn known(&self, c: &mut Check, name: &Spanned<String>, field: &str) -> Option<&'s Service> {
+        let found = self.by_name.get(name.value.as_str()).copied();
+        if found.is_none() {
+            let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+            c.at(
+                name,
+                format!("{field} names unknown service \"{}\"", name.value),
+                format!("one of {}", names.join(", ")),
+            );
+        }
+        found
+    }
+}
+
+fn intents(c: &mut Check, raw: &raw::Intents, services: &ServicesByName) -> Vec<Intent> {
     let rows = raw
         .allow
         .iter()
         .map(|i| (Decision::Allow, i))
         .chain(raw.deny.iter().map(|i| (Decision::Deny, i)));
-    let mut out: Vec<(Intent, &raw::Intent)> = Vec::new();
+    let mut out: Vec<Intent> = Vec::new();
+    // Earlier intents of each caller → callee pair, as positions in `out`.
+    let mut by_pair: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (decision, i) in rows {
-        let from_ok = known_service(c, services, &i.from, "intent from");
-        let to_ok = known_service(c, services, &i.to, "intent to");
-        if !(from_ok && to_ok) {
+        let from = services.known(c, &i.from, "intent from");
+        let callee = services.known(c, &i.to, "intent to");
+        if from.is_none() || callee.is_none() {
             continue;
         }
         if i.from.value == i.to.value {
@@ -443,7 +464,6 @@ fn intents(c: &mut Check, raw: &raw::Intents, services: &[Service]) -> Vec<Inten
             );
             continue;
         }
-        let callee = services.iter().find(|s| s.name == i.to.value);
         for e in &i.endpoints {
             if callee.is_some_and(|s| !s.endpoints.iter().any(|x| x.name == e.value)) {
                 let names: Vec<&str> = callee
@@ -467,7 +487,10 @@ fn intents(c: &mut Check, raw: &raw::Intents, services: &[Service]) -> Vec<Inten
             reason: i.reason.clone(),
             line: i.from.referenced.line() as u32,
         };
-        for (earlier, _) in &out {
+        let earlier_of_pair = by_pair
+            .entry((i.from.value.as_str(), i.to.value.as_str()))
+            .or_default();
+        for earlier in earlier_of_pair.iter().map(|&k| &out[k]) {
             if earlier.from == intent.from
                 && earlier.to == intent.to
                 && overlaps(&earlier.endpoints, &intent.endpoints)
@@ -496,9 +519,10 @@ fn intents(c: &mut Check, raw: &raw::Intents, services: &[Service]) -> Vec<Inten
                 );
             }
         }
-        out.push((intent, i));
+        earlier_of_pair.push(out.len());
+        out.push(intent);
     }
-    out.into_iter().map(|(intent, _)| intent).collect()
+    out
 }
 
 /// Empty endpoint lists mean "every endpoint".
@@ -599,7 +623,7 @@ fn ca_policy(c: &mut Check, raw: &raw::Ca) -> CaPolicy {
 fn spire_config(
     c: &mut Check,
     raw: &raw::Spire,
-    services: &[Service],
+    services: &ServicesByName,
     schema: Option<&IdSchema>,
     ca: &CaPolicy,
     provider: IdentityProvider,
@@ -613,9 +637,9 @@ fn spire_config(
     }
     let mut entries: Vec<SpireEntry> = Vec::new();
     for e in &raw.entries {
-        if !known_service(c, services, &e.service, "spire entry") {
+        let Some(service) = services.known(c, &e.service, "spire entry") else {
             continue;
-        }
+        };
         if entries.iter().any(|x| x.service == e.service.value) {
             c.at(
                 &e.service,
@@ -653,8 +677,7 @@ fn spire_config(
                 ),
             );
         }
-        let service = services.iter().find(|s| s.name == e.service.value);
-        if let (Some(service), Some(schema)) = (service, schema) {
+        if let Some(schema) = schema {
             match schema.render(service, None, None) {
                 Ok(spiffe_id) => entries.push(SpireEntry {
                     service: service.name.clone(),

@@ -1,6 +1,6 @@
 //! Istio security resources for a profile.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -57,10 +57,7 @@ fn principals(profile: &Profile, service: &Service, environment: Option<&str>) -
     out
 }
 
-fn operation(profile: &Profile, intent: &Intent) -> Vec<Value> {
-    let Some(callee) = profile.service(&intent.to) else {
-        return Vec::new();
-    };
+fn operation(callee: &Service, intent: &Intent) -> Vec<Value> {
     let ports: Vec<String> = callee.ports.iter().map(|p| p.port.to_string()).collect();
     let endpoints: Vec<_> = callee
         .endpoints
@@ -79,12 +76,17 @@ fn operation(profile: &Profile, intent: &Intent) -> Vec<Value> {
         .collect()
 }
 
-fn rule(profile: &Profile, intent: &Intent, environment: Option<&str>) -> Option<Value> {
-    let caller = profile.service(&intent.from)?;
-    Some(json!({
+fn rule(
+    profile: &Profile,
+    caller: &Service,
+    callee: &Service,
+    intent: &Intent,
+    environment: Option<&str>,
+) -> Value {
+    json!({
         "from": [{ "source": { "principals": principals(profile, caller, environment) } }],
-        "to": operation(profile, intent)
-    }))
+        "to": operation(callee, intent)
+    })
 }
 
 pub fn authorization_policies(profile: &Profile, environment: Option<&str>) -> Vec<Value> {
@@ -103,6 +105,19 @@ pub fn authorization_policies(profile: &Profile, environment: Option<&str>) -> V
             "spec": {}
         }));
     }
+    // Grouped once, so rendering stays linear in services + intents.
+    let by_name: HashMap<&str, &Service> = profile
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    let mut by_callee: HashMap<&str, Vec<&Intent>> = HashMap::new();
+    for intent in &profile.intents {
+        by_callee
+            .entry(intent.to.as_str())
+            .or_default()
+            .push(intent);
+    }
     for service in &profile.services {
         let selector = json!({ "matchLabels": { "app": service.name } });
         if service.role == Role::Ingress {
@@ -120,11 +135,15 @@ pub fn authorization_policies(profile: &Profile, environment: Option<&str>) -> V
             (Decision::Deny, "DENY", "denied-intents"),
             (Decision::Allow, "ALLOW", "intents"),
         ] {
-            let rules: Vec<Value> = profile
-                .intents
-                .iter()
-                .filter(|i| i.to == service.name && i.decision == decision)
-                .filter_map(|i| rule(profile, i, environment))
+            let rules: Vec<Value> = by_callee
+                .get(service.name.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|i| i.decision == decision)
+                .filter_map(|i| {
+                    let caller = by_name.get(i.from.as_str())?;
+                    Some(rule(profile, caller, service, i, environment))
+                })
                 .collect();
             if rules.is_empty() {
                 continue;

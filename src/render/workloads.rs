@@ -1,10 +1,10 @@
 //! Namespaces, probe workloads and SPIRE registrations for a profile.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
-use crate::profile::{Profile, Role};
+use crate::profile::{Profile, Role, Service};
 
 /// Probe images, pinned, from a registry the SomaAgentHub registry policy allows (`docker.io/`):
 /// an echo server that answers as the service, and curl for probes sent from inside the pod.
@@ -99,11 +99,16 @@ pub fn spire_registrations(profile: &Profile) -> Vec<Value> {
     let Some(spire) = &profile.spire else {
         return Vec::new();
     };
+    let by_name: HashMap<&str, &Service> = profile
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
     spire
         .entries
         .iter()
         .filter_map(|entry| {
-            let service = profile.service(&entry.service)?;
+            let service = by_name.get(entry.service.as_str())?;
             Some(json!({
                 "apiVersion": "spire.spiffe.io/v1alpha1",
                 "kind": "ClusterSPIFFEID",

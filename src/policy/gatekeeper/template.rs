@@ -285,30 +285,35 @@ impl Template {
         if errors.is_empty() {
             // OPA rejects unsafe variables and the like when it compiles; regorus only when it
             // evaluates. One evaluation against an empty review surfaces them now, at the line.
+            // The probe keeps the engine prepared (analysed and scheduled), so each review clones a
+            // ready engine instead of analysing the template again.
             let mut probe = engine.clone();
             probe.set_input(regorus::Value::from(serde_json::json!({
                 "review": {"object": {}, "oldObject": null, "kind": {}},
                 "parameters": {}
             })));
-            if let Err(e) = probe.eval_rule(violation_rule.clone()) {
-                let text = e.to_string();
-                let lib_index = text.lines().find_map(|l| {
-                    let rest = l.trim().strip_prefix("--> ")?;
-                    let file = rest.split(':').next()?;
-                    file.strip_prefix(&format!("{kind}.lib"))?
-                        .strip_suffix(".rego")?
-                        .parse::<usize>()
-                        .ok()
-                });
-                let index = lib_index.map(|i| i.to_string());
-                let mut path: Vec<&str> = match &index {
-                    Some(_) => source.libs_path.iter().map(String::as_str).collect(),
-                    None => source.rego_path.iter().map(String::as_str).collect(),
-                };
-                if let Some(index) = &index {
-                    path.push(index);
+            match probe.eval_rule(violation_rule.clone()) {
+                Ok(_) => engine = probe,
+                Err(e) => {
+                    let text = e.to_string();
+                    let lib_index = text.lines().find_map(|l| {
+                        let rest = l.trim().strip_prefix("--> ")?;
+                        let file = rest.split(':').next()?;
+                        file.strip_prefix(&format!("{kind}.lib"))?
+                            .strip_suffix(".rego")?
+                            .parse::<usize>()
+                            .ok()
+                    });
+                    let index = lib_index.map(|i| i.to_string());
+                    let mut path: Vec<&str> = match &index {
+                        Some(_) => source.libs_path.iter().map(String::as_str).collect(),
+                        None => source.rego_path.iter().map(String::as_str).collect(),
+                    };
+                    if let Some(index) = &index {
+                        path.push(index);
+                    }
+                    errors.push(rego_error(manifest, &path, &label, source.version, &text));
                 }
-                errors.push(rego_error(manifest, &path, &label, source.version, &text));
             }
         }
         if !errors.is_empty() {

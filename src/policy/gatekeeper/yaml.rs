@@ -162,8 +162,9 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SourceE
 
 /// Parses every document of one YAML stream; `file` is used for locations only.
 pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Manifest>, SourceError> {
-    let nodes: Vec<Node> =
-        serde_saphyr::from_str_multiple(text).map_err(|e| yaml_error(file, &e))?;
+    let options = serde_saphyr::options! { budget: Some(crate::yaml_limits::budget_for(text)) };
+    let nodes: Vec<Node> = serde_saphyr::from_str_multiple_with_options(text, options)
+        .map_err(|e| yaml_error(file, &e))?;
     let source: Arc<str> = Arc::from(text);
     Ok(nodes
         .into_iter()

@@ -26,8 +26,8 @@
 
 use serde_json::{Map, Value as Json, json};
 
+use super::index::PolicyIndex;
 use super::model::{Action, AuthorizationPolicy, Labels, MeshPolicies, Unsupported};
-use super::select;
 use super::translate::{self, Gen, GenRule};
 use super::trust;
 
@@ -61,7 +61,7 @@ pub fn envoy_rbac(
     labels: &Labels,
     trust_domain_aware: bool,
 ) -> EnvoyRbac {
-    let applicable = select::authorization_policies(config, workload_namespace, labels);
+    let applicable = PolicyIndex::new(config).applicable(workload_namespace, labels);
     let bundle = trust::bundle(&config.mesh);
     let bundle = trust_domain_aware.then_some(bundle.as_slice());
     let mut out = EnvoyRbac::default();

@@ -10,11 +10,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::index::PolicyIndex;
 use super::model::{Action, AuthorizationPolicy, MeshPolicies, PolicyRef};
-use super::request::{Protocol, Request, workload_name};
-use super::select;
-use super::translate::{self, Gen, GenRule};
-use super::trust;
+use super::request::{Request, workload_name};
+use super::translate::Dropped;
 
 /// Why the request was allowed or denied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -49,109 +48,177 @@ pub struct AuthzDecision {
     pub explanation: String,
 }
 
-/// How one policy fared against the request.
-enum Outcome {
-    /// Rule `i` matched.
-    Matched(usize),
-    /// No rule matched; one reason per rule.
-    Missed(Vec<String>),
+/// The decision without its account: what deciding many requests needs. See
+/// [`PolicyIndex::evaluate`] for the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub action: AuthzAction,
+    pub decided_by: Option<PolicyRef>,
 }
 
-/// Decides `request` against the policies applying to its destination workload.
+/// Decides `request` against the policies applying to its destination workload. To decide many
+/// requests, build one [`PolicyIndex`] and call [`PolicyIndex::decide`] or
+/// [`PolicyIndex::evaluate`].
 pub fn evaluate(config: &MeshPolicies, request: &Request) -> AuthzDecision {
-    let dest = &request.destination;
-    let workload = workload_name(&dest.namespace, &dest.labels);
-    let applicable = select::authorization_policies(config, &dest.namespace, &dest.labels);
-    let bundle = trust::bundle(&config.mesh);
-    let mut notes = Vec::new();
-    for p in &applicable {
-        match (p.action, p.dry_run) {
-            (Action::Custom, _) => notes.push(format!(
-                "CUSTOM {} not evaluated (external authorizer)",
-                name(p)
-            )),
-            (_, true) => notes.push(format!("dry-run {} not enforced", name(p))),
-            (Action::Audit, _) => notes.push(format!("AUDIT {} decides nothing", name(p))),
-            _ => {}
-        }
-    }
-    let notes = if notes.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", notes.join("; "))
-    };
-    let enforcing = |action: Action| {
-        applicable
-            .iter()
-            .filter(move |p| p.action == action && !p.dry_run)
-            .copied()
-    };
+    PolicyIndex::new(config).evaluate(request)
+}
 
-    let mut deny_checked = 0;
-    for policy in enforcing(Action::Deny) {
-        deny_checked += 1;
-        if let Outcome::Matched(i) = outcome(policy, request, &bundle) {
-            let by = rule_ref(policy, i);
-            return AuthzDecision {
-                allowed: false,
-                action: AuthzAction::Deny,
-                explanation: format!("denied: {} matched DENY {by}{notes}", request.describe()),
-                decided_by: Some(by),
-            };
-        }
-    }
-
-    let allows: Vec<&AuthorizationPolicy> = enforcing(Action::Allow).collect();
-    if allows.is_empty() {
-        let denies = match deny_checked {
-            0 => "no DENY policy applies either".to_owned(),
-            n => format!("none of its {n} DENY policies matched"),
+impl PolicyIndex<'_> {
+    /// Decides `request` against the policies applying to its destination workload.
+    pub fn decide(&self, request: &Request) -> Verdict {
+        let dest = &request.destination;
+        let applicable = self.applicable_positions(&dest.namespace, &dest.labels);
+        let enforcing = |action: Action| {
+            applicable.iter().copied().filter(move |&i| {
+                let p = self.policy(i);
+                p.action == action && !p.dry_run
+            })
         };
-        return AuthzDecision {
-            allowed: true,
-            action: AuthzAction::NoPolicies,
-            decided_by: None,
-            explanation: format!(
-                "allowed: no ALLOW policy applies to {workload} and {denies} {}{notes}",
-                request.describe()
-            ),
-        };
-    }
-    let mut misses = Vec::new();
-    for policy in &allows {
-        match outcome(policy, request, &bundle) {
-            Outcome::Matched(i) => {
-                let by = rule_ref(policy, i);
-                return AuthzDecision {
-                    allowed: true,
-                    action: AuthzAction::Allow,
-                    explanation: format!(
-                        "allowed: {} matched ALLOW {by}{notes}",
-                        request.describe()
-                    ),
-                    decided_by: Some(by),
+        for i in enforcing(Action::Deny) {
+            if let Some(rule) = self.matching_rule(i, request) {
+                return Verdict {
+                    allowed: false,
+                    action: AuthzAction::Deny,
+                    decided_by: Some(rule_ref(self.policy(i), rule)),
                 };
             }
-            Outcome::Missed(reasons) => misses.push(format!(
-                "{} at {}:{}: {}",
-                name(policy),
-                policy.meta.file.display(),
-                policy.meta.line,
-                reasons.join("; ")
-            )),
+        }
+        let mut allows = enforcing(Action::Allow).peekable();
+        if allows.peek().is_none() {
+            return Verdict {
+                allowed: true,
+                action: AuthzAction::NoPolicies,
+                decided_by: None,
+            };
+        }
+        for i in allows {
+            if let Some(rule) = self.matching_rule(i, request) {
+                return Verdict {
+                    allowed: true,
+                    action: AuthzAction::Allow,
+                    decided_by: Some(rule_ref(self.policy(i), rule)),
+                };
+            }
+        }
+        Verdict {
+            allowed: false,
+            action: AuthzAction::NoAllowMatch,
+            decided_by: None,
         }
     }
-    AuthzDecision {
-        allowed: false,
-        action: AuthzAction::NoAllowMatch,
-        decided_by: None,
-        explanation: format!(
-            "denied: {} ALLOW polic{} apply to {workload} and none matched {}: {}{notes}",
-            allows.len(),
-            if allows.len() == 1 { "y" } else { "ies" },
-            request.describe(),
-            misses.join(" | ")
-        ),
+
+    /// [`Self::decide`], with a readable account of why.
+    pub fn evaluate(&self, request: &Request) -> AuthzDecision {
+        let verdict = self.decide(request);
+        AuthzDecision {
+            explanation: self.explain(&verdict, request),
+            allowed: verdict.allowed,
+            action: verdict.action,
+            decided_by: verdict.decided_by,
+        }
+    }
+
+    fn explain(&self, verdict: &Verdict, request: &Request) -> String {
+        let dest = &request.destination;
+        let workload = workload_name(&dest.namespace, &dest.labels);
+        let applicable: Vec<&AuthorizationPolicy> = self
+            .applicable_positions(&dest.namespace, &dest.labels)
+            .into_iter()
+            .map(|i| self.policy(i))
+            .collect();
+        let notes: Vec<String> = applicable
+            .iter()
+            .filter_map(|p| match (p.action, p.dry_run) {
+                (Action::Custom, _) => Some(format!(
+                    "CUSTOM {} not evaluated (external authorizer)",
+                    name(p)
+                )),
+                (_, true) => Some(format!("dry-run {} not enforced", name(p))),
+                (Action::Audit, _) => Some(format!("AUDIT {} decides nothing", name(p))),
+                _ => None,
+            })
+            .collect();
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        };
+        let enforcing = |action: Action| {
+            self.applicable_positions(&dest.namespace, &dest.labels)
+                .into_iter()
+                .filter(move |&i| {
+                    let p = self.policy(i);
+                    p.action == action && !p.dry_run
+                })
+        };
+        let by = verdict
+            .decided_by
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match verdict.action {
+            AuthzAction::Deny => format!("denied: {} matched DENY {by}{notes}", request.describe()),
+            AuthzAction::Allow => {
+                format!("allowed: {} matched ALLOW {by}{notes}", request.describe())
+            }
+            AuthzAction::NoPolicies => {
+                let denies = match enforcing(Action::Deny).count() {
+                    0 => "no DENY policy applies either".to_owned(),
+                    n => format!("none of its {n} DENY policies matched"),
+                };
+                format!(
+                    "allowed: no ALLOW policy applies to {workload} and {denies} {}{notes}",
+                    request.describe()
+                )
+            }
+            AuthzAction::NoAllowMatch => {
+                let misses: Vec<String> = enforcing(Action::Allow)
+                    .map(|i| {
+                        let policy = self.policy(i);
+                        format!(
+                            "{} at {}:{}: {}",
+                            name(policy),
+                            policy.meta.file.display(),
+                            policy.meta.line,
+                            self.misses(i, request).join("; ")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "denied: {} ALLOW polic{} apply to {workload} and none matched {}: {}{notes}",
+                    misses.len(),
+                    if misses.len() == 1 { "y" } else { "ies" },
+                    request.describe(),
+                    misses.join(" | ")
+                )
+            }
+        }
+    }
+
+    /// The first rule of the policy at `position` that matches `request`.
+    fn matching_rule(&self, position: usize, request: &Request) -> Option<usize> {
+        self.generated(position, request.protocol)
+            .iter()
+            .position(|g| g.as_ref().is_ok_and(|rule| rule.matches(request)))
+    }
+
+    /// Why no rule of the policy at `position` matches `request`, one reason per rule.
+    fn misses(&self, position: usize, request: &Request) -> Vec<String> {
+        if self.policy(position).rules.is_empty() {
+            return vec!["it has no rules, so it matches nothing".into()];
+        }
+        self.generated(position, request.protocol)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| match g {
+                Err(Dropped(why)) => Some(format!("rule[{i}] is dropped on this TCP port ({why})")),
+                Ok(rule) => rule
+                    .check(request)
+                    .err()
+                    .map(|why| format!("rule[{i}]: {why}")),
+            })
+            .collect()
     }
 }
 
@@ -164,32 +231,4 @@ fn rule_ref(policy: &AuthorizationPolicy, rule: usize) -> PolicyRef {
     by.rule = Some(rule);
     by.detail_line = policy.rules.get(rule).map(|r| r.line);
     by
-}
-
-fn outcome(policy: &AuthorizationPolicy, request: &Request, bundle: &[String]) -> Outcome {
-    let g = Gen {
-        for_tcp: request.protocol == Protocol::Tcp,
-        action: policy.action,
-        policy_namespace: &policy.meta.namespace,
-        trust_bundle: Some(bundle),
-    };
-    if policy.rules.is_empty() {
-        return match GenRule::match_never().check(request) {
-            Ok(()) => Outcome::Matched(0),
-            Err(_) => Outcome::Missed(vec!["it has no rules, so it matches nothing".into()]),
-        };
-    }
-    let mut reasons = Vec::new();
-    for (i, rule) in policy.rules.iter().enumerate() {
-        match translate::generate(rule, &g) {
-            Err(translate::Dropped(why)) => {
-                reasons.push(format!("rule[{i}] is dropped on this TCP port ({why})"));
-            }
-            Ok(generated) => match generated.check(request) {
-                Ok(()) => return Outcome::Matched(i),
-                Err(why) => reasons.push(format!("rule[{i}]: {why}")),
-            },
-        }
-    }
-    Outcome::Missed(reasons)
 }

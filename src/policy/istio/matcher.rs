@@ -39,17 +39,23 @@ impl StringMatcher {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let fold = |s: &str| {
+        // Compared in place, byte by byte: this runs for every rule of every request decided.
+        let same = |a: &[u8], b: &[u8]| {
             if self.ignore_case {
-                s.to_ascii_lowercase()
+                a.eq_ignore_ascii_case(b)
             } else {
-                s.to_owned()
+                a == b
             }
         };
+        let bytes = text.as_bytes();
         match &self.pattern {
-            StringMatch::Exact(v) => fold(text) == fold(v),
-            StringMatch::Prefix(v) => fold(text).starts_with(&fold(v)),
-            StringMatch::Suffix(v) => fold(text).ends_with(&fold(v)),
+            StringMatch::Exact(v) => same(bytes, v.as_bytes()),
+            StringMatch::Prefix(v) => {
+                bytes.len() >= v.len() && same(&bytes[..v.len()], v.as_bytes())
+            }
+            StringMatch::Suffix(v) => {
+                bytes.len() >= v.len() && same(&bytes[bytes.len() - v.len()..], v.as_bytes())
+            }
             StringMatch::Regex(r) => r.is_full_match(text),
         }
     }

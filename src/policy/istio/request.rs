@@ -1,5 +1,6 @@
 //! A request (or TCP connection) as the destination's sidecar sees it when it authorizes.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -128,25 +129,40 @@ impl Request {
     }
 
     /// The value a header matcher sees: pseudo-headers from the request line, other headers
-    /// joined with `,`; `None` when absent (and always on TCP).
-    pub fn header(&self, name: &str) -> Option<String> {
+    /// joined with `,`; `None` when absent (and always on TCP). Borrowed unless values are
+    /// joined: this runs for every header matcher of every rule of every request decided.
+    pub fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         if self.protocol == Protocol::Tcp {
             return None;
         }
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            ":method" => return Some(self.method.clone()),
-            ":path" => return Some(self.path.clone()),
-            ":authority" if !self.host.is_empty() => return Some(self.host.clone()),
-            _ => {}
+        let pseudo = [
+            (":method", self.method.as_str()),
+            (":path", self.path.as_str()),
+            (":authority", self.host.as_str()),
+        ];
+        if let Some((_, value)) = pseudo
+            .iter()
+            .find(|(n, v)| n.eq_ignore_ascii_case(name) && !(v.is_empty() && *n == ":authority"))
+        {
+            return Some(Cow::Borrowed(value));
         }
-        let values: Vec<&str> = self
+        let mut values = self
             .headers
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(&lower))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        Some(match values.next() {
+            None => Cow::Borrowed(first),
+            Some(second) => {
+                let mut joined = format!("{first},{second}");
+                for v in values {
+                    joined.push(',');
+                    joined.push_str(v);
+                }
+                Cow::Owned(joined)
+            }
+        })
     }
 
     /// The path without query or fragment (what Envoy's `url_path` matcher compares).

@@ -177,6 +177,14 @@ impl GenRule {
         }
     }
 
+    /// Whether some permission clause and some principal clause match, every part of each.
+    pub fn matches(&self, req: &Request) -> bool {
+        let all = |parts: &[Part<Perm>]| parts.iter().all(|p| p.node.matches(req));
+        let all_ids = |parts: &[Part<Princ>]| parts.iter().all(|p| p.node.matches(req));
+        self.permissions.iter().any(|c| all(&c.parts))
+            && self.principals.iter().any(|c| all_ids(&c.parts))
+    }
+
     /// `Ok` if the rule matches; else why not (the first failing field).
     pub fn check(&self, req: &Request) -> Result<(), String> {
         let to = first_match(&self.permissions, |p: &Perm| p.matches(req));

@@ -132,6 +132,7 @@ pub fn documents(file: &Path, text: &str) -> Result<Vec<Located>, SourceError> {
     let options = serde_saphyr::options! {
         strict_booleans: true,
         with_snippet: false,
+        budget: Some(crate::yaml_limits::budget_for(text)),
     };
     serde_saphyr::from_str_multiple_with_options::<Located, Vec<Located>>(text, options)
         .map_err(|e| yaml_error(file, &e))
