@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod checks;
 pub mod configured;
+pub mod cores;
 pub mod drills;
 pub mod duration;
 pub mod error;

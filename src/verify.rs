@@ -6,16 +6,18 @@
 pub mod sample;
 
 use std::fmt;
+use std::ops::Range;
 
 use serde::Serialize;
 
-use crate::checks::{self, intents, mtls};
+use crate::checks::{self, mtls};
 use crate::configured::Configured;
 use crate::intents::{IntentIndex, calls_between};
-use crate::policy::gatekeeper::{EnforcementAction, WEBHOOK_POINT};
-use crate::policy::istio::{MeshPolicies, PolicyIndex};
+use crate::policy::gatekeeper::{Admission, AuditFinding, EnforcementAction, WEBHOOK_POINT};
+use crate::policy::istio::PolicyIndex;
 use crate::profile::Profile;
 use crate::results::CheckResult;
+use crate::spiffe::SpiffeId;
 pub use sample::Sampling;
 
 pub const ADMISSION_AUDIT: &str = "admission.audit";
@@ -64,23 +66,68 @@ impl fmt::Display for Coverage {
 }
 
 pub fn verify(profile: &Profile, configured: &Configured, sampling: Sampling) -> Verification {
-    // Judging intents and auditing admission (Rego) share nothing and each takes a good part of
-    // the time on a large mesh: they run side by side.
-    let ((mut out, coverage), admission) = std::thread::scope(|s| {
-        let intents = s.spawn(|| judge_intents(profile, &configured.policies, sampling));
-        let admission = profile.admission.is_some().then(|| {
-            checks::verdict(
-                ADMISSION_AUDIT,
-                &profile.name,
-                admission_audit(profile, configured),
-            )
-        });
-        // A panic while judging is re-raised here, as it would be without the thread.
-        let intents = intents
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (intents, admission)
-    });
+    let policies = PolicyIndex::new(&configured.policies);
+    let identities: Vec<Option<SpiffeId>> = profile
+        .services
+        .iter()
+        .map(|s| profile.lab_identity(s))
+        .collect();
+    let plan = sample::plan(profile, &identities, &policies, sampling);
+    let intents = IntentIndex::new(profile);
+    let admission = promised_admission(profile, configured);
+    let audited = match &admission {
+        Ok(Some(_)) => configured.manifests.len(),
+        _ => 0,
+    };
+    // Judging requests and auditing objects (Rego) are independent and each is a good part of
+    // the time on a large mesh: both are cut into units that every core takes in turn. Rego
+    // engines cannot cross threads, so each thread builds its own Admission on its first audit.
+    let units = units(plan.pairs.len(), audited);
+    let done = crate::cores::in_order(
+        &units,
+        || None,
+        |own: &mut Option<Result<Admission, String>>, unit| match unit {
+            Unit::Judge(range) => {
+                let pairs = &plan.pairs[range.clone()];
+                Done::Verdicts(judge_pairs(
+                    profile,
+                    &identities,
+                    &intents,
+                    &policies,
+                    pairs,
+                ))
+            }
+            Unit::Audit(range) => {
+                let own = own.get_or_insert_with(|| {
+                    Admission::from_manifests(&configured.manifests).map_err(|e| e.to_string())
+                });
+                Done::Findings(
+                    own.as_ref()
+                        .map(|a| a.audit(&configured.manifests[range.clone()]))
+                        .map_err(Clone::clone),
+                )
+            }
+        },
+    );
+    let mut out = Vec::new();
+    let mut audits = Vec::new();
+    for d in done {
+        match d {
+            Done::Verdicts(v) => out.extend(v),
+            Done::Findings(f) => audits.push(f),
+        }
+    }
+    let coverage = Coverage {
+        sampling,
+        intended_pairs: plan.intended,
+        default_deny_judged: plan.default_deny_judged,
+        default_deny_total: plan.default_deny_total,
+        requests: out.len(),
+    };
+    let findings: Result<Vec<AuditFinding>, String> = audits
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|parts| parts.into_iter().flatten().collect());
     out.push(checks::verdict(
         mtls::STRICT,
         &profile.name,
@@ -91,7 +138,14 @@ pub fn verify(profile: &Profile, configured: &Configured, sampling: Sampling) ->
         &profile.name,
         mtls::destination_rules(profile, &configured.policies),
     ));
-    out.extend(admission);
+    let admission = match admission {
+        Ok(None) => None,
+        Ok(Some(_)) => Some(findings.and_then(|f| audit_outcome(profile, configured, &f))),
+        Err(e) => Some(Err(e)),
+    };
+    if let Some(outcome) = admission {
+        out.push(checks::verdict(ADMISSION_AUDIT, &profile.name, outcome));
+    }
     // A field the evaluator does not model could change a decision: it is a finding, not a footnote.
     for u in &configured.policies.unsupported {
         out.push(CheckResult {
@@ -108,40 +162,53 @@ pub fn verify(profile: &Profile, configured: &Configured, sampling: Sampling) ->
     }
 }
 
-/// `intent.static` for every request of the pairs [`sample::plan`] chooses, caller-major as in
-/// the intent matrix.
-fn judge_intents(
+/// `intent.static` for every request of `pairs`.
+fn judge_pairs(
     profile: &Profile,
-    policies: &MeshPolicies,
-    sampling: Sampling,
-) -> (Vec<CheckResult>, Coverage) {
-    let policies = PolicyIndex::new(policies);
-    let identities: Vec<_> = profile
-        .services
-        .iter()
-        .map(|s| profile.lab_identity(s))
-        .collect();
-    let plan = sample::plan(profile, &identities, &policies, sampling);
-    let intents = IntentIndex::new(profile);
+    identities: &[Option<SpiffeId>],
+    intents: &IntentIndex<'_>,
+    policies: &PolicyIndex<'_>,
+    pairs: &[(usize, usize)],
+) -> Vec<CheckResult> {
+    let services = &profile.services;
     let mut calls = Vec::new();
-    for &(a, b) in &plan.pairs {
+    for &(a, b) in pairs {
         if let Some(principal) = &identities[a] {
-            let services = &profile.services;
-            calls_between(&intents, &services[a], principal, &services[b], &mut calls);
+            calls_between(intents, &services[a], principal, &services[b], &mut calls);
         }
     }
-    let coverage = Coverage {
-        sampling,
-        intended_pairs: plan.intended,
-        default_deny_judged: plan.default_deny_judged,
-        default_deny_total: plan.default_deny_total,
-        requests: calls.len(),
-    };
-    let verdicts = calls
+    calls
         .iter()
-        .map(|call| intents::judge_static(&policies, call))
-        .collect();
-    (verdicts, coverage)
+        .map(|call| checks::intents::judge_static(policies, call))
+        .collect()
+}
+
+/// Caller → callee pairs judged per unit, and objects audited per unit: small enough that the
+/// threads finish together, large enough that taking a unit costs nothing next to doing it.
+const PAIRS_PER_UNIT: usize = 256;
+const OBJECTS_PER_UNIT: usize = 64;
+
+enum Unit {
+    Judge(Range<usize>),
+    Audit(Range<usize>),
+}
+
+enum Done {
+    Verdicts(Vec<CheckResult>),
+    Findings(Result<Vec<AuditFinding>, String>),
+}
+
+/// Audits first: an object costs more than a request, so the cheap units fill the end.
+fn units(pairs: usize, objects: usize) -> Vec<Unit> {
+    let ranges = |n: usize, per: usize| {
+        (0..n)
+            .step_by(per)
+            .map(move |start| start..(start + per).min(n))
+    };
+    ranges(objects, OBJECTS_PER_UNIT)
+        .map(Unit::Audit)
+        .chain(ranges(pairs, PAIRS_PER_UNIT).map(Unit::Judge))
+        .collect()
 }
 
 /// `admission.audit` — every constraint the profile promises is configured, enforced (`deny`), and
@@ -150,8 +217,22 @@ pub fn admission_audit(
     profile: &Profile,
     configured: &Configured,
 ) -> Result<(String, Vec<(String, String)>), String> {
+    match promised_admission(profile, configured)? {
+        None => Ok(("no admission policy promised".into(), Vec::new())),
+        Some(admission) => {
+            audit_outcome(profile, configured, &admission.audit(&configured.manifests))
+        }
+    }
+}
+
+/// The configured admission, once every constraint the profile promises is in it and enforced at
+/// admission; `None` when the profile promises none.
+fn promised_admission<'c>(
+    profile: &Profile,
+    configured: &'c Configured,
+) -> Result<Option<&'c Admission>, String> {
     let Some(promised) = &profile.admission else {
-        return Ok(("no admission policy promised".into(), Vec::new()));
+        return Ok(None);
     };
     let Some(admission) = &configured.admission else {
         return Err(format!(
@@ -193,7 +274,15 @@ pub fn admission_audit(
             Some(_) => {}
         }
     }
-    let findings = admission.audit(&configured.manifests);
+    Ok(Some(admission))
+}
+
+/// The verdict on the audit's findings: the first one, or a clean bill.
+fn audit_outcome(
+    profile: &Profile,
+    configured: &Configured,
+    findings: &[AuditFinding],
+) -> Result<(String, Vec<(String, String)>), String> {
     if let Some(f) = findings.first() {
         return Err(format!(
             "{} {} ({}:{}) violates [{}] {}",
@@ -205,12 +294,10 @@ pub fn admission_audit(
             f.message
         ));
     }
+    let promised = profile.admission.as_ref().map_or(0, |a| a.policies.len());
     let workloads = configured.manifests.len();
     Ok((
-        format!(
-            "{} constraints enforced, {workloads} objects audited clean",
-            promised.policies.len()
-        ),
+        format!("{promised} constraints enforced, {workloads} objects audited clean"),
         Vec::new(),
     ))
 }

@@ -83,10 +83,11 @@ pub fn judge_static(policies: &PolicyIndex<'_>, call: &ExpectedCall) -> CheckRes
     } else {
         Decision::Deny
     };
-    let by = policy_label(verdict.decided_by.as_ref());
+    let by = policy_label(verdict.decided_by().as_ref());
+    let label = call.label();
     let outcome = if predicted == call.expected {
         Ok((
-            format!("{} predicted {} by {by}", call.label(), word(predicted)),
+            format!("{label} predicted {} by {by}", word(predicted)),
             Vec::new(),
         ))
     } else {
@@ -96,8 +97,7 @@ pub fn judge_static(policies: &PolicyIndex<'_>, call: &ExpectedCall) -> CheckRes
             "narrowed access"
         };
         Err(format!(
-            "{kind}: {} as {} is promised {} ({}) but the manifests {} it: {by}; {}",
-            call.label(),
+            "{kind}: {label} as {} is promised {} ({}) but the manifests {} it: {by}; {}",
             call.principal,
             word(call.expected),
             call.intent_line
@@ -108,7 +108,7 @@ pub fn judge_static(policies: &PolicyIndex<'_>, call: &ExpectedCall) -> CheckRes
             policies.evaluate(&request).explanation
         ))
     };
-    let mut result = super::verdict(STATIC, &call.label(), outcome);
+    let mut result = super::verdict(STATIC, &label, outcome);
     result.evidence = evidence(call, predicted, &by);
     result
 }

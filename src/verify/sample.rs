@@ -338,3 +338,89 @@ impl Picks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::policy::istio::MeshPolicies;
+
+    fn synthetic(n: usize, k: usize) -> Profile {
+        let text = crate::bench::synthetic::profile_yaml(n, k);
+        crate::profile::parse(Path::new("synthetic.yaml"), &text).unwrap()
+    }
+
+    fn plan_of(profile: &Profile, sampling: Sampling) -> Plan {
+        let identities: Vec<_> = profile
+            .services
+            .iter()
+            .map(|s| profile.lab_identity(s))
+            .collect();
+        let none = MeshPolicies::default();
+        plan(profile, &identities, &PolicyIndex::new(&none), sampling)
+    }
+
+    #[test]
+    fn a_small_mesh_is_judged_exhaustively() {
+        let profile = synthetic(6, 2);
+        let sampled = plan_of(&profile, Sampling::DefaultDeny);
+        let every = plan_of(&profile, Sampling::Exhaustive);
+        assert_eq!(sampled.pairs, every.pairs);
+        assert_eq!(sampled.pairs.len(), 6 * 5);
+        assert_eq!(
+            sampled.default_deny_judged as u64,
+            sampled.default_deny_total
+        );
+    }
+
+    #[test]
+    fn the_sample_is_bounded_per_service_and_deterministic() {
+        let profile = synthetic(400, 10);
+        let plan = plan_of(&profile, Sampling::DefaultDeny);
+        assert_eq!(plan.intended, 400 * 10);
+        assert!(
+            plan.default_deny_judged <= 400 * (CALLERS_PER_CALLEE + CALLEES_PER_CALLER),
+            "{}",
+            plan.default_deny_judged
+        );
+        assert_eq!(plan.default_deny_total, 400 * 399 - 4000);
+        assert_eq!(plan, plan_of(&profile, Sampling::DefaultDeny));
+    }
+
+    #[test]
+    fn every_callee_and_every_caller_gets_default_deny_samples() {
+        let profile = synthetic(300, 10);
+        let plan = plan_of(&profile, Sampling::DefaultDeny);
+        let intended: HashSet<(usize, usize)> = profile
+            .intents
+            .iter()
+            .map(|i| {
+                let at = |name: &str| profile.services.iter().position(|s| s.name == name);
+                (at(&i.from).unwrap(), at(&i.to).unwrap())
+            })
+            .collect();
+        let sampled: Vec<&(usize, usize)> = plan
+            .pairs
+            .iter()
+            .filter(|p| !intended.contains(p))
+            .collect();
+        for s in 0..300 {
+            let callers = sampled.iter().filter(|(_, b)| *b == s).count();
+            let callees = sampled.iter().filter(|(a, _)| *a == s).count();
+            assert!(callers >= CALLERS_PER_CALLEE, "svc {s}: {callers} callers");
+            assert!(callees >= CALLEES_PER_CALLER, "svc {s}: {callees} callees");
+        }
+    }
+
+    #[test]
+    fn same_namespace_services_come_first() {
+        let profile = synthetic(300, 10);
+        let plan = plan_of(&profile, Sampling::DefaultDeny);
+        // svc-00105 (team-0010) has intents from 95..104 only: its namespace siblings after it
+        // (106..109) have none, so the nearest of them are sampled callers.
+        for sibling in [106, 107] {
+            assert!(plan.pairs.contains(&(sibling, 105)), "{sibling} → 105");
+        }
+    }
+}

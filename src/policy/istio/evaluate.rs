@@ -50,11 +50,19 @@ pub struct AuthzDecision {
 
 /// The decision without its account: what deciding many requests needs. See
 /// [`PolicyIndex::evaluate`] for the account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Verdict {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict<'a> {
     pub allowed: bool,
     pub action: AuthzAction,
-    pub decided_by: Option<PolicyRef>,
+    /// The policy and the index of its rule that decided, if one did.
+    pub rule: Option<(&'a AuthorizationPolicy, usize)>,
+}
+
+impl Verdict<'_> {
+    /// The policy (and rule) that decided, if one did.
+    pub fn decided_by(&self) -> Option<PolicyRef> {
+        self.rule.map(|(policy, rule)| rule_ref(policy, rule))
+    }
 }
 
 /// Decides `request` against the policies applying to its destination workload. To decide many
@@ -64,9 +72,9 @@ pub fn evaluate(config: &MeshPolicies, request: &Request) -> AuthzDecision {
     PolicyIndex::new(config).evaluate(request)
 }
 
-impl PolicyIndex<'_> {
+impl<'a> PolicyIndex<'a> {
     /// Decides `request` against the policies applying to its destination workload.
-    pub fn decide(&self, request: &Request) -> Verdict {
+    pub fn decide(&self, request: &Request) -> Verdict<'a> {
         let dest = &request.destination;
         let applicable = self.applicable_positions(&dest.namespace, &dest.labels);
         let enforcing = |action: Action| {
@@ -80,7 +88,7 @@ impl PolicyIndex<'_> {
                 return Verdict {
                     allowed: false,
                     action: AuthzAction::Deny,
-                    decided_by: Some(rule_ref(self.policy(i), rule)),
+                    rule: Some((self.policy(i), rule)),
                 };
             }
         }
@@ -89,7 +97,7 @@ impl PolicyIndex<'_> {
             return Verdict {
                 allowed: true,
                 action: AuthzAction::NoPolicies,
-                decided_by: None,
+                rule: None,
             };
         }
         for i in allows {
@@ -97,14 +105,14 @@ impl PolicyIndex<'_> {
                 return Verdict {
                     allowed: true,
                     action: AuthzAction::Allow,
-                    decided_by: Some(rule_ref(self.policy(i), rule)),
+                    rule: Some((self.policy(i), rule)),
                 };
             }
         }
         Verdict {
             allowed: false,
             action: AuthzAction::NoAllowMatch,
-            decided_by: None,
+            rule: None,
         }
     }
 
@@ -115,7 +123,7 @@ impl PolicyIndex<'_> {
             explanation: self.explain(&verdict, request),
             allowed: verdict.allowed,
             action: verdict.action,
-            decided_by: verdict.decided_by,
+            decided_by: verdict.decided_by(),
         }
     }
 
@@ -153,7 +161,7 @@ impl PolicyIndex<'_> {
                 })
         };
         let by = verdict
-            .decided_by
+            .decided_by()
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default();

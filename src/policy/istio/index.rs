@@ -133,3 +133,71 @@ impl<'a> PolicyIndex<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_eval::policies;
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn names(found: Vec<&AuthorizationPolicy>) -> Vec<&str> {
+        found.iter().map(|p| p.meta.name.as_str()).collect()
+    }
+
+    #[test]
+    fn selectors_with_several_labels_root_policies_and_order_survive_the_filing() {
+        let config = policies(
+            r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: b-two-labels, namespace: foo }
+spec:
+  selector: { matchLabels: { app: httpbin, version: v1 } }
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: a-namespace-wide, namespace: foo }
+spec: { rules: [{}] }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: c-mesh-wide, namespace: istio-system }
+spec: { action: DENY, rules: [{ from: [{ source: { notPrincipals: ["*"] } }] }] }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: d-other-version, namespace: foo }
+spec:
+  selector: { matchLabels: { app: httpbin, version: v2 } }
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: e-gateway, namespace: foo }
+spec:
+  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: gw }]
+  rules: [{}]
+"#,
+        );
+        let index = PolicyIndex::new(&config);
+        assert_eq!(
+            names(index.applicable("foo", &labels(&[("app", "httpbin"), ("version", "v1")]))),
+            ["c-mesh-wide", "a-namespace-wide", "b-two-labels"]
+        );
+        assert_eq!(
+            names(index.applicable("foo", &labels(&[("app", "httpbin")]))),
+            ["c-mesh-wide", "a-namespace-wide"]
+        );
+        assert_eq!(
+            names(index.applicable("bar", &labels(&[("app", "httpbin")]))),
+            ["c-mesh-wide"]
+        );
+    }
+}
