@@ -486,6 +486,11 @@ where
             .header(hyper::header::USER_AGENT, "meshproof-bench")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
+        // HTTP/1 takes one request at a time: after a response the connection task must first
+        // mark itself idle again, or the next send fails at once with "not ready".
+        if sender.ready().await.is_err() {
+            break;
+        }
         let response = match sender.send_request(request).await {
             Ok(r) => r,
             Err(_) => break,
