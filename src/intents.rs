@@ -81,19 +81,11 @@ impl<'a> IntentIndex<'a> {
     }
 
     /// The intents from `from` to `to`, in profile order.
-    pub fn between(&self, from: &str, to: &str) -> &[&'a Intent] {
+    fn between(&self, from: &str, to: &str) -> &[&'a Intent] {
         self.by_caller
             .get(from)
             .and_then(|callees| callees.get(to))
             .map_or(&[], Vec::as_slice)
-    }
-
-    /// The callees some intent from `from` names.
-    pub fn callees_of(&self, from: &str) -> impl Iterator<Item = &'a str> + '_ {
-        self.by_caller
-            .get(from)
-            .into_iter()
-            .flat_map(|callees| callees.keys().copied())
     }
 
     fn covering(

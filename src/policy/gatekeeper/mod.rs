@@ -500,21 +500,27 @@ impl Admission {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let mut review = json!({
-            "uid": "",
-            "kind": {"group": group, "version": version, "kind": kind},
-            "name": name,
-            "operation": operation.map_or("", Operation::as_str),
-            "userInfo": user_info,
-            "object": object,
-            "oldObject": old_object.cloned().unwrap_or(Value::Null),
-            "dryRun": false,
-        });
-        if !namespace.is_empty()
-            && let Some(map) = review.as_object_mut()
-        {
-            map.insert("namespace".to_owned(), Value::String(namespace.to_owned()));
-        }
+        // Built once, when the first constraint matches, and shared by every template run: the
+        // review is most of a template's input, and converting it is a good part of a run.
+        let mut review: Option<regorus::Value> = None;
+        let build_review = || {
+            let mut review = json!({
+                "uid": "",
+                "kind": {"group": group, "version": version, "kind": kind},
+                "name": name,
+                "operation": operation.map_or("", Operation::as_str),
+                "userInfo": user_info,
+                "object": object,
+                "oldObject": old_object.cloned().unwrap_or(Value::Null),
+                "dryRun": false,
+            });
+            if !namespace.is_empty()
+                && let Some(map) = review.as_object_mut()
+            {
+                map.insert("namespace".to_owned(), Value::String(namespace.to_owned()));
+            }
+            regorus::Value::from(review)
+        };
         let namespace_labels = self.namespaces.get(namespace).cloned();
         for constraint in &self.constraints {
             let candidates = std::iter::once(object).chain(old_object);
@@ -544,7 +550,14 @@ impl Admission {
             let Some(template) = self.templates.iter().find(|t| t.kind == constraint.kind) else {
                 continue;
             };
-            let input = json!({"review": review, "parameters": constraint.parameters});
+            let review = review.get_or_insert_with(build_review).clone();
+            let input = regorus::Value::from(std::collections::BTreeMap::from([
+                (regorus::Value::from("review"), review),
+                (
+                    regorus::Value::from("parameters"),
+                    regorus::Value::from(constraint.parameters.clone()),
+                ),
+            ]));
             match run_template(template, input) {
                 Ok(results) => {
                     for (message, details) in results {
@@ -595,9 +608,12 @@ enum RunError {
 }
 
 /// Evaluates `violation` and returns `(msg, details)` of each element.
-fn run_template(template: &Template, input: Value) -> Result<Vec<(String, Value)>, RunError> {
+fn run_template(
+    template: &Template,
+    input: regorus::Value,
+) -> Result<Vec<(String, Value)>, RunError> {
     let mut engine = template.engine.clone();
-    engine.set_input(regorus::Value::from(input));
+    engine.set_input(input);
     let value = engine
         .eval_rule(template.violation_rule.clone())
         .map_err(|e| RunError::Evaluation(one_line(&e.to_string())))?;

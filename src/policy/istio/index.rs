@@ -66,10 +66,6 @@ impl<'a> PolicyIndex<'a> {
         }
     }
 
-    pub fn config(&self) -> &'a MeshPolicies {
-        self.config
-    }
-
     pub(super) fn bundle(&self) -> &[String] {
         &self.bundle
     }
