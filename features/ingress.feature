@@ -11,9 +11,8 @@ Feature: Ingress gateway: the one way in from outside the mesh
   call with the caller's SVID, decided by the callee's RBAC as compiled from the configured
   manifests.
 
-  Only profiles with an ingress gateway have rows. The runner can narrow rows to SPIRE profiles only
-  (@only-spire), and SomaAgentHub, the one bundled profile with an ingress, is one; TradePulse has
-  no ingress and no rows.
+  Only profiles with an ingress gateway have rows (@only-ingress): of the bundled profiles,
+  SomaAgentHub; TradePulse has no ingress and no rows.
 
   @live @lab
   Scenario Outline: <profile> · an external HTTPS request crosses ingress → gateway-api → orchestrator → policy-engine
@@ -24,7 +23,7 @@ Feature: Ingress gateway: the one way in from outside the mesh
     When an external client sends "POST /v1/decide" to the external host, forwarded through "gateway-api → orchestrator → policy-engine"
     Then every hop was reached and saw the previous hop's SPIFFE ID
 
-    @each-profile @only-spire
+    @each-profile @only-ingress
     Examples:
       | profile |
 
@@ -38,6 +37,6 @@ Feature: Ingress gateway: the one way in from outside the mesh
     And the ingress gateway refuses a TLS handshake for another host name
     And the ingress gateway refuses a request for another Host
 
-    @each-profile @only-spire
+    @each-profile @only-ingress
     Examples:
       | profile |

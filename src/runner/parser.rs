@@ -4,7 +4,7 @@
 //! An `Examples` block tagged `@each-profile`, `@each-service`, `@each-sidecar`, `@each-identity` or
 //! `@each-pair` gets one row per profile, per service (lab environment), per service behind a
 //! sidecar (ingress gateways excluded), per identity (every environment, every workload qualifier;
-//! on a cluster only the identities that have a workload there) or per caller → callee pair of services; `@only-spire` beside it keeps only profiles whose
+//! on a cluster only the identities that have a workload there) or per caller → callee pair of services; `@only-ingress` beside it keeps only profiles with an ingress gateway, `@only-spire` only profiles whose
 //! identity provider is SPIRE. Columns it may name: `profile`,
 //! `service`, `identity`, `spiffe_id`, `namespace`, `service_account`, `environment`, `from`, `to`. Rows written in the file are kept and crossed with the
 //! generated ones (so `| profile | fault |` with one row per fault runs every fault on every
@@ -130,9 +130,18 @@ impl ProfileParser {
                 };
                 let header = table.rows.first().cloned().unwrap_or_default();
                 let authored: Vec<Vec<String>> = table.rows.iter().skip(1).cloned().collect();
-                // `@only-spire` narrows the generated rows to profiles whose identity provider is SPIRE.
-                let only_spire = examples.tags.iter().any(|t| t == "only-spire");
-                let generated = self.rows(&generator, only_spire);
+                // `@only-spire` / `@only-ingress` narrow the generated rows to profiles whose identity
+                // provider is SPIRE / that have an ingress gateway.
+                let tagged = |tag: &str| examples.tags.iter().any(|t| t == tag);
+                let (only_spire, only_ingress) = (tagged("only-spire"), tagged("only-ingress"));
+                let keep = |p: &Profile| {
+                    (!only_spire || p.provider == crate::profile::IdentityProvider::Spire)
+                        && (!only_ingress
+                            || p.services
+                                .iter()
+                                .any(|s| s.role == crate::profile::Role::Ingress))
+                };
+                let generated = self.rows(&generator, keep);
                 let mut rows = vec![header.clone()];
                 for values in &generated {
                     let authored_rows = if authored.is_empty() {
@@ -164,12 +173,13 @@ impl ProfileParser {
         Ok(feature)
     }
 
-    fn rows(&self, generator: &str, only_spire: bool) -> Vec<Vec<(&'static str, String)>> {
+    fn rows(
+        &self,
+        generator: &str,
+        keep: impl Fn(&Profile) -> bool,
+    ) -> Vec<Vec<(&'static str, String)>> {
         let mut out = Vec::new();
-        let spire = |p: &&Arc<Profile>| {
-            !only_spire || p.provider == crate::profile::IdentityProvider::Spire
-        };
-        for profile in self.profiles.iter().filter(spire) {
+        for profile in self.profiles.iter().filter(|p| keep(p)) {
             let name = profile.name.clone();
             match generator {
                 "each-profile" => out.push(vec![("profile", name)]),
