@@ -65,6 +65,40 @@ pub enum MeshError {
     Setup(String),
 }
 
+/// An identity, its workload's loopback address and its inbound port.
+pub(super) type Placement = (Identity, IpAddr, u16);
+
+/// Where each identity's workload listens: on its service's real port (AuthorizationPolicy
+/// `ports` match the destination port, as in a pod), on its own loopback address in a /24 of its
+/// own per mesh; and which workload serves each service (the one without a qualifier).
+pub(super) fn address_plan(
+    profile: &Profile,
+    identities: &[Identity],
+) -> Result<(Vec<Placement>, BTreeMap<String, String>), String> {
+    let ports: Vec<u16> = identities
+        .iter()
+        .map(|i| {
+            profile
+                .service(&i.service)
+                .and_then(|s| s.ports.first())
+                .map_or(8080, |p| p.port)
+        })
+        .collect();
+    let subnet = free_subnet(&ports)?;
+    let plan = identities
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (identity, port))| (identity.clone(), host(subnet, i), *port))
+        .collect();
+    let serving = identities
+        .iter()
+        .filter(|i| i.workload.is_none())
+        .map(|i| (i.service.clone(), i.label()))
+        .collect();
+    Ok((plan, serving))
+}
+
 /// `127.a.b.(i+1)`: the i-th workload's address in the run's subnet.
 fn host(subnet: [u8; 3], i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
@@ -150,29 +184,7 @@ impl LabMesh {
         let started = Instant::now();
         let envoy = EnvoyBinary::locate()?;
         let identities = profile.lab_identities();
-        // Each workload listens on its service's real port (AuthorizationPolicy `ports` match the
-        // destination port, as in a pod) on its own loopback address, in a /24 of its own per run.
-        let ports: Vec<u16> = identities
-            .iter()
-            .map(|i| {
-                profile
-                    .service(&i.service)
-                    .and_then(|s| s.ports.first())
-                    .map_or(8080, |p| p.port)
-            })
-            .collect();
-        let subnet = free_subnet(&ports).map_err(MeshError::Setup)?;
-        let plan: Vec<(Identity, IpAddr, u16)> = identities
-            .iter()
-            .zip(&ports)
-            .enumerate()
-            .map(|(i, (identity, port))| (identity.clone(), host(subnet, i), *port))
-            .collect();
-        let serving: BTreeMap<String, String> = identities
-            .iter()
-            .filter(|i| i.workload.is_none())
-            .map(|i| (i.service.clone(), i.label()))
-            .collect();
+        let (plan, serving) = address_plan(profile, &identities).map_err(MeshError::Setup)?;
 
         let mut workloads = BTreeMap::new();
         for (identity, ip, inbound_port) in &plan {
@@ -701,4 +713,20 @@ async fn admin_post(addr: SocketAddr, path: &str) -> Result<u16, String> {
     tokio::time::timeout(Duration::from_secs(5), post)
         .await
         .map_err(|_| format!("POST {path}: timed out after 5s"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meshes_started_one_after_another_get_different_loopback_subnets() {
+        let ports = [18080u16, 18081];
+        let a = free_subnet(&ports).unwrap();
+        let b = free_subnet(&ports).unwrap();
+        assert_eq!(a[0], 127);
+        assert!(a[1] >= 1 && a[2] >= 1, "{a:?}");
+        assert_ne!(a, b);
+        assert_eq!(host(a, 0), IpAddr::V4(Ipv4Addr::new(127, a[1], a[2], 1)));
+    }
 }

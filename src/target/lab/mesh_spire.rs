@@ -38,7 +38,7 @@
 //! through `setpriv` (see [`super::envoy`]).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -50,7 +50,7 @@ use time::OffsetDateTime;
 
 use super::echo::EchoServer;
 use super::envoy::{EnvoyBinary, EnvoyError, RunAs, ServedCert, normalize_serial};
-use super::mesh::{LabMesh, Workload};
+use super::mesh::{LabMesh, Placement, Workload, address_plan};
 use super::sidecar::{MtlsMode, Sidecar, SidecarError, SidecarSpec, SpireAgentSds, Upstream};
 use super::spire::{Isolation, LabWorkload, SpireError, SpireLab, cli};
 use crate::configured::Configured;
@@ -164,24 +164,8 @@ pub async fn start(
                 })
         })
         .collect::<Result<_, _>>()?;
-    // Each workload listens on its service's real port on its own loopback address, as
-    // `LabMesh::start` does.
-    let ports: Vec<u16> = identities
-        .iter()
-        .map(|i| service_port(profile, &i.service).unwrap_or(8080))
-        .collect();
-    let subnet = free_subnet(&profile.name, &ports).map_err(MeshSpireError::Setup)?;
-    let plan: Vec<(Identity, IpAddr, u16)> = identities
-        .iter()
-        .zip(&ports)
-        .enumerate()
-        .map(|(i, (identity, port))| (identity.clone(), host(subnet, i), *port))
-        .collect();
-    let serving: BTreeMap<String, String> = identities
-        .iter()
-        .filter(|i| i.workload.is_none())
-        .map(|i| (i.service.clone(), i.label()))
-        .collect();
+    // Each workload listens where `LabMesh::start` would put it.
+    let (plan, serving) = address_plan(profile, &identities).map_err(MeshSpireError::Setup)?;
 
     // Echo apps and specs first, then every sidecar at once: Envoy start-up and the first SDS
     // fetch from the agent dominate, and they overlap (as pods start on a node).
@@ -285,7 +269,7 @@ fn sidecar_spec(
     ip: IpAddr,
     inbound_port: u16,
     app: SocketAddr,
-    plan: &[(Identity, IpAddr, u16)],
+    plan: &[Placement],
 ) -> Result<SidecarSpec, MeshSpireError> {
     let service = profile
         .service(&identity.service)
@@ -325,50 +309,6 @@ fn sidecar_spec(
         })
         .collect();
     Ok(spec)
-}
-
-fn service_port(profile: &Profile, service: &str) -> Option<u16> {
-    profile
-        .service(service)
-        .and_then(|s| s.ports.first())
-        .map(|p| p.port)
-}
-
-/// `127.a.b.(i+1)`: the i-th workload's address in the mesh's subnet.
-fn host(subnet: [u8; 3], i: usize) -> IpAddr {
-    let last = u8::try_from(i + 1).unwrap_or(u8::MAX);
-    IpAddr::V4(Ipv4Addr::new(subnet[0], subnet[1], subnet[2], last))
-}
-
-/// A /24 inside 127.0.0.0/8 (never 127.0.0.0/24) where every workload's port is free, derived
-/// from the process id and the profile name (so two profiles' meshes in one run rarely share
-/// one), then probed.
-fn free_subnet(profile: &str, ports: &[u16]) -> Result<[u8; 3], String> {
-    if ports.len() > 250 {
-        return Err(format!("{} workloads do not fit in one /24", ports.len()));
-    }
-    let salt = profile.bytes().fold(0usize, |h, b| {
-        h.wrapping_mul(31).wrapping_add(usize::from(b))
-    });
-    let seed = (std::process::id() as usize).wrapping_add(salt.wrapping_mul(104_729));
-    for attempt in 0..64usize {
-        let n = seed
-            .wrapping_mul(2_654_435_761)
-            .wrapping_add(attempt.wrapping_mul(7919))
-            % (254 * 254);
-        let subnet = [
-            127,
-            1 + u8::try_from(n / 254).unwrap_or(0),
-            1 + u8::try_from(n % 254).unwrap_or(0),
-        ];
-        let free = ports.iter().enumerate().all(|(i, port)| {
-            std::net::TcpListener::bind(SocketAddr::new(host(subnet, i), *port)).is_ok()
-        });
-        if free {
-            return Ok(subnet);
-        }
-    }
-    Err("no free loopback /24 for the lab's workloads (is 127.0.0.0/8 routed to lo?)".into())
 }
 
 /// `<parent>/<stem>`, or `<stem>-2`, `-3`, … if taken.
@@ -738,17 +678,6 @@ pub async fn calls_across_renewal(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subnets_differ_by_profile_and_stay_in_loopback() {
-        let ports = [18080u16, 18081];
-        let a = free_subnet("soma-agent-hub", &ports).unwrap();
-        let b = free_subnet("tradepulse", &ports).unwrap();
-        assert_eq!(a[0], 127);
-        assert!(a[1] >= 1 && a[2] >= 1, "{a:?}");
-        assert_ne!(a, b);
-        assert_eq!(host(a, 0), IpAddr::V4(Ipv4Addr::new(127, a[1], a[2], 1)));
-    }
 
     #[test]
     fn fresh_dir_never_reuses_a_directory() {
